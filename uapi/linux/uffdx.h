@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+/*
+ * uffdx: userfault handling, page remapping, write-protect markers and a
+ * simulated HMM device for stock kernels, as a loadable module.
+ *
+ * This is the one ABI header, shared by the module and by user space.
+ *
+ * Conventions (see docs/design.md):
+ *  - Every argument struct starts with "__u32 size": user space sets it to
+ *    sizeof() the struct it was compiled with.  The module accepts any size
+ *    from the first published version up to one page; a larger struct from
+ *    a newer header is accepted if the bytes the module does not know are
+ *    zero (else -E2BIG), a smaller one is zero-extended.  The size encoded
+ *    in the ioctl number is not used.
+ *  - Unknown flags or mode bits, and non-zero reserved fields, give -EINVAL.
+ *  - Unknown ioctl numbers give -ENOTTY.  Every ioctl but UFFDX_IOC_API
+ *    gives -EINVAL on a context that has not negotiated the API yet.
+ *  - Lengths and offsets are bytes, page aligned, non-zero, and must not
+ *    overflow.
+ *  - Range operations that can stop part way report progress in "result":
+ *    bytes done, or a negative errno if nothing was done.  The ioctl then
+ *    returns 0 only if the whole range was done and fails with EAGAIN if
+ *    part of it was (the UFFDIO_COPY convention).
+ */
+#ifndef _UAPI_LINUX_UFFDX_H
+#define _UAPI_LINUX_UFFDX_H
+
+#include <linux/const.h>
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+/* Version of this ABI; user space passes it in uffdx_api.api. */
+#define UFFDX_API_VERSION	1
+
+/* Encoding of uffdx_api.module_version. */
+#define UFFDX_VERSION(maj, min, pat)	(((maj) << 16) | ((min) << 8) | (pat))
+#define UFFDX_VERSION_MAJOR(v)		(((v) >> 16) & 0xffff)
+#define UFFDX_VERSION_MINOR(v)		(((v) >> 8) & 0xff)
+#define UFFDX_VERSION_PATCH(v)		((v) & 0xff)
+
+/*
+ * Feature bits, negotiated with UFFDX_IOC_API.  The module reports the bits
+ * that both it and the running kernel support; requesting any other bit is
+ * -EINVAL.  Bits not yet defined are reserved.
+ */
+/* Regions: module-owned memory, mmap, discard; always present. */
+#define UFFDX_FEATURE_REGIONS		_BITULL(0)
+/* Missing-page faults as events; COPY, ZERO, WAKE. */
+#define UFFDX_FEATURE_MISSING		_BITULL(1)
+/* UFFDX_IOC_POISON. */
+#define UFFDX_FEATURE_POISON		_BITULL(2)
+/*
+ * Let faults taken in kernel mode (syscall buffers, GUP) sleep for the
+ * handler instead of failing with EFAULT.  Needs CAP_SYS_PTRACE (-EPERM).
+ */
+#define UFFDX_FEATURE_KERNEL_FAULTS	_BITULL(3)
+/* Reserved: zero-copy MOVE between regions and processes. */
+#define UFFDX_FEATURE_MOVE		_BITULL(8)
+/* Reserved: MOVE in 2 MiB units. */
+#define UFFDX_FEATURE_MOVE_HUGE		_BITULL(9)
+/* Reserved: write-protect markers with synchronous WP fault events. */
+#define UFFDX_FEATURE_WP		_BITULL(16)
+/* Reserved: asynchronous dirty tracking with scan and re-arm. */
+#define UFFDX_FEATURE_WP_ASYNC		_BITULL(17)
+/* Reserved: simulated device, exclusive access on regions. */
+#define UFFDX_FEATURE_DEVICE_EXCLUSIVE	_BITULL(24)
+/* Reserved: simulated device, migration to device memory on regions. */
+#define UFFDX_FEATURE_DEVICE_MIGRATE	_BITULL(25)
+/* Reserved: device mirror of ordinary process memory (hmm_range_fault). */
+#define UFFDX_FEATURE_HMM_MIRROR	_BITULL(26)
+/* Reserved: device-exclusive on process memory (needs DEVICE_PRIVATE). */
+#define UFFDX_FEATURE_HMM_EXCLUSIVE	_BITULL(27)
+/* Reserved: migration of process memory to device-private memory. */
+#define UFFDX_FEATURE_HMM_MIGRATE	_BITULL(28)
+
+/* ioctl type byte; free in Documentation/userspace-api/ioctl. */
+#define UFFDX_IOC_MAGIC		0xD7
+
+/* ioctl numbers (also the bit numbers of uffdx_api.ioctls). */
+#define _UFFDX_API		0x00
+#define _UFFDX_REGION_CREATE	0x01
+#define _UFFDX_ARM		0x02
+#define _UFFDX_DISARM		0x03
+#define _UFFDX_COPY		0x04
+#define _UFFDX_ZERO		0x05
+#define _UFFDX_POISON		0x06
+#define _UFFDX_WAKE		0x07
+#define _UFFDX_DISCARD		0x08
+/* 0x09-0x3f reserved for move, write-protect and the device. */
+
+/* On a region fd. */
+#define _UFFDX_REGION_INFO	0x40
+
+/*
+ * UFFDX_IOC_API: negotiate, once per context, before anything else.
+ * A failed negotiation (-EINVAL, -EPERM) leaves the context un-negotiated
+ * so that user space may retry with fewer features; a second successful
+ * call is -EINVAL.
+ */
+struct uffdx_api {
+	__u32 size;		/* in: sizeof(struct uffdx_api) */
+	__u32 api;		/* in: UFFDX_API_VERSION */
+	__u64 features;		/* in: wanted; out: all supported */
+	__u64 ioctls;		/* out: (1ULL << _UFFDX_*) available */
+	__u32 module_version;	/* out: UFFDX_VERSION(maj, min, patch) */
+	__u32 flags;		/* in: must be 0 */
+	__u64 reserved[4];	/* must be 0 */
+};
+
+/*
+ * UFFDX_IOC_REGION_CREATE: create a region of "len" bytes of memory owned
+ * by the module.  The region is returned as a new file descriptor
+ * (O_CLOEXEC) that may be mmap()ed MAP_SHARED by anyone who holds it; its
+ * id names it in events and in the range ioctls of this context.
+ */
+struct uffdx_region_create {
+	__u32 size;		/* in */
+	__u32 flags;		/* in: must be 0 */
+	__u64 len;		/* in: bytes, page aligned */
+	__u64 region_id;	/* out */
+	__s32 fd;		/* out */
+	__u32 __pad;		/* must be 0 */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+/* Modes of UFFDX_IOC_ARM / DISARM. */
+#define UFFDX_ARM_MISSING	0x1U
+
+/* Modes of COPY / ZERO / POISON. */
+#define UFFDX_FILL_DONTWAKE	0x1U
+
+/*
+ * Range operations on a region of this context: ARM, DISARM, COPY, ZERO,
+ * POISON, WAKE, DISCARD.  "src" is the user address to copy from (COPY
+ * only; 0 otherwise).  "result" is the progress report described above
+ * (COPY, ZERO, POISON, DISCARD): written whenever the operation ran, with
+ * -errno if it did nothing; not written when the arguments are rejected.
+ */
+struct uffdx_range {
+	__u32 size;		/* in */
+	__u32 mode;		/* in: UFFDX_ARM_* or UFFDX_FILL_* */
+	__u64 region_id;	/* in */
+	__u64 offset;		/* in: bytes into the region */
+	__u64 len;		/* in: bytes */
+	__u64 src;		/* in: COPY source address */
+	__s64 result;		/* out */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+/* UFFDX_IOC_REGION_INFO, on a region fd. */
+struct uffdx_region_info {
+	__u32 size;		/* in */
+	__u32 flags;		/* out: UFFDX_REGION_* */
+	__u64 len;		/* out */
+	__u64 region_id;	/* out: id in the owning context */
+	__u64 resident;		/* out: bytes of memory the region holds */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+/* uffdx_region_info.flags */
+#define UFFDX_REGION_OWNER_GONE	0x1U	/* owning context closed */
+
+#define UFFDX_IOC_API		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_API, struct uffdx_api)
+#define UFFDX_IOC_REGION_CREATE	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_CREATE, \
+				      struct uffdx_region_create)
+#define UFFDX_IOC_ARM		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_ARM, struct uffdx_range)
+#define UFFDX_IOC_DISARM	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_DISARM, struct uffdx_range)
+#define UFFDX_IOC_COPY		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_COPY, struct uffdx_range)
+#define UFFDX_IOC_ZERO		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_ZERO, struct uffdx_range)
+#define UFFDX_IOC_POISON	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_POISON, struct uffdx_range)
+#define UFFDX_IOC_WAKE		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_WAKE, struct uffdx_range)
+#define UFFDX_IOC_DISCARD	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_DISCARD, struct uffdx_range)
+#define UFFDX_IOC_REGION_INFO	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, \
+				      struct uffdx_region_info)
+
+/*
+ * Events, read() from the context fd: fixed 64-byte messages, several per
+ * call; read() blocks for the first only (EAGAIN under O_NONBLOCK) and
+ * fails with EINVAL if the buffer cannot hold one message.
+ */
+#define UFFDX_EVENT_PAGEFAULT	0x01
+
+/* uffdx_event.flags for UFFDX_EVENT_PAGEFAULT */
+#define UFFDX_PF_WRITE		0x1U	/* write access */
+#define UFFDX_PF_KERNEL		0x2U	/* taken in kernel mode */
+
+struct uffdx_event {
+	__u16 type;		/* UFFDX_EVENT_* */
+	__u16 __pad;
+	__u32 flags;		/* UFFDX_PF_* */
+	__u64 address;		/* page-aligned address in the faulting mm */
+	__u64 region_id;
+	__u64 offset;		/* page-aligned byte offset in the region */
+	__u32 pid;		/* faulting process, as the context's */
+	__u32 tid;		/*   opener's pid namespace sees it */
+	__u64 reserved[3];
+};
+
+#endif /* _UAPI_LINUX_UFFDX_H */
