@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Kernel API differences, resolved from the probes in uffdx_conftest.h
+ * (module/conftest.sh).  Nothing here tests a version number.
+ */
+#ifndef UFFDX_COMPAT_H
+#define UFFDX_COMPAT_H
+
+#include <linux/memcontrol.h>
+#include <linux/mm.h>
+#include <linux/sched/mm.h>
+#include "uffdx_conftest.h"
+
+static inline void uffdx_vm_flags_set(struct vm_area_struct *vma,
+				      unsigned long flags)
+{
+#ifdef UFFDX_HAVE_VM_FLAGS_SET
+	vm_flags_set(vma, flags);
+#else
+	vma->vm_flags |= flags;
+#endif
+}
+
+/* Drop the lock a ->fault handler was called with, before sleeping. */
+static inline void uffdx_release_fault_lock(struct vm_fault *vmf)
+{
+#if defined(UFFDX_HAVE_RELEASE_FAULT_LOCK)
+	release_fault_lock(vmf);
+#elif defined(UFFDX_HAVE_FAULT_FLAG_VMA_LOCK)
+	if (vmf->flags & FAULT_FLAG_VMA_LOCK)
+		vma_end_read(vmf->vma);
+	else
+		mmap_read_unlock(vmf->vma->vm_mm);
+#else
+	mmap_read_unlock(vmf->vma->vm_mm);
+#endif
+}
+
+/* Charge region pages to the memory cgroup of the context's creator. */
+static inline struct mem_cgroup *uffdx_get_memcg(struct mm_struct *mm)
+{
+#ifdef UFFDX_HAVE_SET_ACTIVE_MEMCG
+	return get_mem_cgroup_from_mm(mm);
+#else
+	return NULL;
+#endif
+}
+
+static inline void uffdx_put_memcg(struct mem_cgroup *memcg)
+{
+#ifdef UFFDX_HAVE_SET_ACTIVE_MEMCG
+	mem_cgroup_put(memcg);
+#endif
+}
+
+static inline struct mem_cgroup *uffdx_set_active_memcg(struct mem_cgroup *memcg)
+{
+#ifdef UFFDX_HAVE_SET_ACTIVE_MEMCG
+	return set_active_memcg(memcg);
+#else
+	return NULL;
+#endif
+}
+
+/*
+ * What the running kernel offers the simulated device (later features).
+ * Device-private memory needs CONFIG_DEVICE_PRIVATE, which Debian's
+ * kernels lack; mirroring and migration with system pages do not.
+ */
+#if defined(UFFDX_HAVE_HMM_RANGE_FAULT) && defined(UFFDX_HAVE_MMU_INTERVAL_NOTIFIER)
+#define UFFDX_KERNEL_HMM_MIRROR		1
+#else
+#define UFFDX_KERNEL_HMM_MIRROR		0
+#endif
+
+#if IS_ENABLED(CONFIG_DEVICE_PRIVATE) && defined(UFFDX_HAVE_MEMREMAP_PAGES) && \
+	defined(UFFDX_HAVE_MIGRATE_VMA)
+#define UFFDX_KERNEL_DEVICE_PRIVATE	1
+#else
+#define UFFDX_KERNEL_DEVICE_PRIVATE	0
+#endif
+
+#if defined(UFFDX_HAVE_MAKE_DEVICE_EXCLUSIVE) || \
+	defined(UFFDX_HAVE_MAKE_DEVICE_EXCLUSIVE_RANGE)
+#define UFFDX_KERNEL_DEVICE_EXCLUSIVE	1
+#else
+#define UFFDX_KERNEL_DEVICE_EXCLUSIVE	0
+#endif
+
+#endif /* UFFDX_COMPAT_H */

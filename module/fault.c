@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * uffdx faults: populating region mappings from the page store, and missing
+ * faults delivered as events, the way fs/userfaultfd.c:handle_userfault()
+ * does it: queue, drop mmap_lock, sleep, return VM_FAULT_RETRY.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/pagemap.h>
+#include <linux/pid_namespace.h>
+#include <linux/poll.h>
+#include <linux/sched/signal.h>
+
+#include "uffdx.h"
+
+/*
+ * Wake the waiters of @ctx on [@start, @end) of @region, or all waiters if
+ * @region is NULL.  A woken waiter leaves its list here, under the lock,
+ * so the sleeper (which always takes the lock before returning) never
+ * leaves while we still touch its stack.
+ */
+static void uffdx_wake_list(struct list_head *list,
+			    struct uffdx_region *region, pgoff_t start,
+			    pgoff_t end)
+{
+	struct uffdx_fault_waiter *w, *tmp;
+
+	list_for_each_entry_safe(w, tmp, list, node) {
+		if (region && (w->region != region || w->index < start ||
+			       w->index >= end))
+			continue;
+		list_del_init(&w->node);
+		WRITE_ONCE(w->woken, true);
+		wake_up_process(w->task);
+	}
+}
+
+void uffdx_wake_range(struct uffdx_ctx *ctx, struct uffdx_region *region,
+		      pgoff_t start, pgoff_t end)
+{
+	spin_lock(&ctx->fault_lock);
+	uffdx_wake_list(&ctx->fault_pending, region, start, end);
+	uffdx_wake_list(&ctx->fault_delivered, region, start, end);
+	spin_unlock(&ctx->fault_lock);
+}
+
+/* Release: no new waiters, and every current one wakes up. */
+void uffdx_wake_all(struct uffdx_ctx *ctx)
+{
+	spin_lock(&ctx->fault_lock);
+	WRITE_ONCE(ctx->released, true);
+	uffdx_wake_list(&ctx->fault_pending, NULL, 0, 0);
+	uffdx_wake_list(&ctx->fault_delivered, NULL, 0, 0);
+	spin_unlock(&ctx->fault_lock);
+}
+
+bool uffdx_events_pending(struct uffdx_ctx *ctx)
+{
+	bool pending;
+
+	spin_lock(&ctx->fault_lock);
+	pending = !list_empty(&ctx->fault_pending);
+	spin_unlock(&ctx->fault_lock);
+	return pending;
+}
+
+/* Take the oldest pending event; it moves to the delivered list. */
+int uffdx_read_event(struct uffdx_ctx *ctx, struct uffdx_event *ev, u64 *seq)
+{
+	struct uffdx_fault_waiter *w;
+
+	spin_lock(&ctx->fault_lock);
+	if (list_empty(&ctx->fault_pending)) {
+		spin_unlock(&ctx->fault_lock);
+		return -EAGAIN;
+	}
+	w = list_last_entry(&ctx->fault_pending, struct uffdx_fault_waiter,
+			    node);
+	list_move(&w->node, &ctx->fault_delivered);
+	*ev = w->event;
+	*seq = w->seq;
+	spin_unlock(&ctx->fault_lock);
+	return 0;
+}
+
+/* Put back an event read() could not copy out, if its fault still waits. */
+void uffdx_unread_event(struct uffdx_ctx *ctx, u64 seq)
+{
+	struct uffdx_fault_waiter *w;
+
+	spin_lock(&ctx->fault_lock);
+	list_for_each_entry(w, &ctx->fault_delivered, node) {
+		if (w->seq == seq) {
+			list_move_tail(&w->node, &ctx->fault_pending);
+			break;
+		}
+	}
+	spin_unlock(&ctx->fault_lock);
+}
+
+/* Is the slot still an armed hole?  The condition a missing fault sleeps on. */
+static bool uffdx_must_wait(struct uffdx_region *region, pgoff_t index)
+{
+	return !xa_load(&region->pages, index) &&
+	       uffdx_region_armed(region, index);
+}
+
+/*
+ * A fault on an armed hole: queue an event on the region's context and
+ * sleep until a fill or wake covers the page, the context is released, or
+ * a signal arrives.  Returns with the fault lock dropped (VM_FAULT_RETRY)
+ * unless it fails the fault outright.
+ */
+static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
+				       struct vm_fault *vmf)
+{
+	struct uffdx_ctx *ctx = region->ctx;
+	bool user = vmf->flags & FAULT_FLAG_USER;
+	struct uffdx_fault_waiter w;
+	unsigned int state;
+	bool must_wait;
+
+	/*
+	 * Faults taken in kernel mode (syscall buffers, GUP) stall a
+	 * syscall at the handler's will: a known exploitation primitive.
+	 * They fail unless the context asked for them (CAP_SYS_PTRACE).
+	 */
+	if (!user && !(ctx->features & UFFDX_FEATURE_KERNEL_FAULTS))
+		return VM_FAULT_SIGBUS;
+	if (!(vmf->flags & FAULT_FLAG_ALLOW_RETRY))
+		return VM_FAULT_SIGBUS;
+	/* Asked not to drop the lock or wait: let the caller retry later. */
+	if (vmf->flags & FAULT_FLAG_RETRY_NOWAIT)
+		return VM_FAULT_RETRY;
+
+	state = user && (vmf->flags & FAULT_FLAG_INTERRUPTIBLE) ?
+		TASK_INTERRUPTIBLE : TASK_KILLABLE;
+
+	INIT_LIST_HEAD(&w.node);
+	w.task = current;
+	w.region = region;
+	w.index = vmf->pgoff;
+	w.woken = false;
+	w.event = (struct uffdx_event) {
+		.type = UFFDX_EVENT_PAGEFAULT,
+		.flags = (vmf->flags & FAULT_FLAG_WRITE ? UFFDX_PF_WRITE : 0) |
+			 (user ? 0 : UFFDX_PF_KERNEL),
+		.address = vmf->address & PAGE_MASK,
+		.region_id = region->id,
+		.offset = (u64)vmf->pgoff << PAGE_SHIFT,
+		.pid = task_tgid_nr_ns(current, ctx->pidns),
+		.tid = task_pid_nr_ns(current, ctx->pidns),
+	};
+
+	spin_lock(&ctx->fault_lock);
+	if (ctx->released) {
+		spin_unlock(&ctx->fault_lock);
+		return VM_FAULT_SIGBUS;
+	}
+	w.seq = ++ctx->event_seq;
+	list_add(&w.node, &ctx->fault_pending);
+	set_current_state(state);
+	spin_unlock(&ctx->fault_lock);
+
+	/*
+	 * The mapping (and with it the region file) may go away once the
+	 * fault lock is dropped: hold the region while we sleep on it.
+	 */
+	kref_get(&region->kref);
+
+	/* A fill that raced with queueing has either woken us or is seen. */
+	must_wait = uffdx_must_wait(region, w.index);
+	uffdx_release_fault_lock(vmf);
+
+	if (must_wait) {
+		wake_up_poll(&ctx->read_wqh, EPOLLIN);
+		schedule();
+	}
+	__set_current_state(TASK_RUNNING);
+
+	spin_lock(&ctx->fault_lock);
+	if (!list_empty(&w.node))
+		list_del(&w.node);
+	spin_unlock(&ctx->fault_lock);
+
+	uffdx_region_put(region);
+	return VM_FAULT_RETRY;
+}
+
+/*
+ * Populate a hole that is not armed (or whose handler is gone): a zeroed
+ * page, published locked so that it is mapped before anyone can remove it.
+ */
+static vm_fault_t uffdx_fault_zero(struct uffdx_region *region,
+				   struct vm_fault *vmf, struct page **pagep)
+{
+	struct page *page;
+	void *old;
+
+	page = uffdx_alloc_page(region->ctx, true);
+	if (!page)
+		return VM_FAULT_SIGBUS;	/* limit: never the OOM killer */
+	lock_page(page);	/* unpublished: cannot block */
+	old = xa_cmpxchg(&region->pages, vmf->pgoff, NULL, page,
+			 GFP_KERNEL_ACCOUNT);
+	if (old) {
+		unlock_page(page);
+		uffdx_free_page(region->ctx, page);
+		return xa_is_err(old) ? VM_FAULT_SIGBUS : 0;	/* 0: look again */
+	}
+	atomic_long_inc(&region->resident);
+	get_page(page);		/* the mapping's reference */
+	*pagep = page;
+	return VM_FAULT_LOCKED;
+}
+
+static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
+{
+	struct uffdx_region *region = vmf->vma->vm_file->private_data;
+	pgoff_t index = vmf->pgoff;
+	struct page *page;
+	vm_fault_t ret;
+	void *entry;
+
+	if (index >= region->npages)
+		return VM_FAULT_SIGBUS;
+
+	for (;;) {
+		/* The page cache's speculative lookup: ref, lock, re-check. */
+		rcu_read_lock();
+		entry = xa_load(&region->pages, index);
+		if (entry && !xa_is_value(entry) &&
+		    !get_page_unless_zero(entry)) {
+			rcu_read_unlock();
+			continue;
+		}
+		rcu_read_unlock();
+
+		if (!entry) {
+			if (uffdx_region_armed(region, index)) {
+				if (READ_ONCE(region->ctx->released))
+					return VM_FAULT_SIGBUS;
+				return uffdx_handle_missing(region, vmf);
+			}
+			ret = uffdx_fault_zero(region, vmf, &vmf->page);
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (xa_is_value(entry))		/* poisoned */
+			return VM_FAULT_SIGBUS;
+
+		page = entry;
+		lock_page(page);
+		if (likely(xa_load(&region->pages, index) == page)) {
+			vmf->page = page;
+			return VM_FAULT_LOCKED;
+		}
+		unlock_page(page);
+		put_page(page);
+	}
+}
+
+const struct vm_operations_struct uffdx_vm_ops = {
+	.fault = uffdx_vm_fault,
+};

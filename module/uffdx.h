@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * uffdx internals shared by the module's files.  See docs/design.md for the
+ * model; the locking rules are spelled out next to each structure.
+ */
+#ifndef UFFDX_INTERNAL_H
+#define UFFDX_INTERNAL_H
+
+#include <linux/fs.h>
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/mm.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/xarray.h>
+#include <linux/uffdx.h>
+
+#include "compat.h"
+
+/* Regions are at most 1 TiB: bounds the arming bitmap (32 MiB). */
+#define UFFDX_REGION_MAX_BYTES	BIT_ULL(40)
+
+/* uffdx_ctx.api_state */
+enum {
+	UFFDX_API_NEW,		/* UFFDX_IOC_API not done yet */
+	UFFDX_API_BUSY,		/* a negotiation is in progress */
+	UFFDX_API_READY,	/* negotiated: features are valid */
+};
+
+/*
+ * struct uffdx_ctx - one open() of /dev/uffdx: a fault handler's context.
+ *
+ * Lifetime: @kref is held by the context file and by every region the
+ * context created, so regions outlive the file.  Closing the file
+ * "releases" the context (@released): its sleeping faults are woken and
+ * its armed holes raise SIGBUS from then on.
+ *
+ * @fault_lock protects @fault_pending, @fault_delivered, @released and the
+ * waiters on those lists.  It is never held across a sleep or a user copy.
+ */
+struct uffdx_ctx {
+	struct kref kref;
+	atomic_t api_state;
+	u64 features;			/* negotiated; valid once READY */
+
+	struct xarray regions;		/* region id -> region (weak ref) */
+
+	spinlock_t fault_lock;		/* see above */
+	struct list_head fault_pending;	/* events not yet read */
+	struct list_head fault_delivered; /* read, not yet resolved */
+	wait_queue_head_t read_wqh;	/* read() and poll() */
+	u64 event_seq;			/* under fault_lock */
+	bool released;
+
+	/* Memory accounting for this context and its regions. */
+	atomic_long_t nr_pages;
+	unsigned long max_pages;
+	struct mem_cgroup *memcg;	/* charged: the creator's memcg */
+
+	struct pid_namespace *pidns;	/* event pids are in this namespace */
+};
+
+/*
+ * Page store entries that are not pages: xarray value entries, so that a
+ * slot can carry state without a page (holes with markers).
+ */
+#define UFFDX_SLOT_POISON	1UL
+#define UFFDX_POISON_ENTRY	xa_mk_value(UFFDX_SLOT_POISON)
+
+/*
+ * struct uffdx_region - module-owned memory, mapped through its own file.
+ *
+ * @pages is the page store: page offset -> struct page * (the store holds
+ * one reference) or a value entry (UFFDX_SLOT_*).
+ *
+ * Locking (outermost first): mmap_lock (faults) -> @lock -> page lock ->
+ * xa_lock(@pages) -> i_mmap_rwsem -> page-table lock.
+ *  - @lock serialises removal of entries from the store (discard, and later
+ *    move) and changes to @armed.  Operations on two regions take both
+ *    @lock in ascending address order.
+ *  - A fault maps a page only while holding its page lock and after
+ *    re-checking that the slot still holds it; removal takes the page lock
+ *    after clearing the slot and before zapping, so no mapping survives a
+ *    removal.
+ *  - Fills only turn holes into entries, with xa_cmpxchg().
+ *
+ * Lifetime: @kref is held by the region file and, temporarily, by ioctls
+ * and sleeping faults.  The region holds a reference on its inode (the
+ * address_space every mapping of it uses) and on its owning context.
+ */
+struct uffdx_region {
+	struct kref kref;
+	u64 id;
+	struct uffdx_ctx *ctx;
+	struct inode *inode;
+	u64 len;
+	pgoff_t npages;
+
+	struct xarray pages;
+	struct mutex lock;		/* see above */
+	unsigned long *armed;		/* missing-fault bitmap, or NULL */
+	atomic_long_t resident;		/* pages in the store */
+};
+
+/*
+ * struct uffdx_fault_waiter - a thread asleep in a missing fault.  Lives on
+ * the faulting thread's stack; queued on its context under fault_lock.
+ */
+struct uffdx_fault_waiter {
+	struct list_head node;
+	struct task_struct *task;
+	struct uffdx_region *region;
+	pgoff_t index;
+	u64 seq;
+	bool woken;
+	struct uffdx_event event;
+};
+
+extern struct vfsmount *uffdx_mnt;
+extern unsigned long uffdx_max_pages_per_context;
+extern const struct file_operations uffdx_ctx_fops;
+
+/* ctx.c */
+void uffdx_ctx_put(struct uffdx_ctx *ctx);
+bool uffdx_ctx_ready(struct uffdx_ctx *ctx);
+u64 uffdx_supported_features(void);
+
+/* region.c */
+int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
+			void __user *uarg, u32 usize);
+struct uffdx_region *uffdx_region_lookup(struct uffdx_ctx *ctx, u64 id);
+void uffdx_region_put(struct uffdx_region *region);
+long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
+			   struct uffdx_range *r, void __user *uarg, u32 usize);
+struct page *uffdx_alloc_page(struct uffdx_ctx *ctx, bool zero);
+void uffdx_free_page(struct uffdx_ctx *ctx, struct page *page);
+bool uffdx_region_armed(struct uffdx_region *region, pgoff_t index);
+
+/* fault.c */
+extern const struct vm_operations_struct uffdx_vm_ops;
+void uffdx_wake_range(struct uffdx_ctx *ctx, struct uffdx_region *region,
+		      pgoff_t start, pgoff_t end);
+void uffdx_wake_all(struct uffdx_ctx *ctx);
+bool uffdx_events_pending(struct uffdx_ctx *ctx);
+int uffdx_read_event(struct uffdx_ctx *ctx, struct uffdx_event *ev, u64 *seq);
+void uffdx_unread_event(struct uffdx_ctx *ctx, u64 seq);
+
+/* argument copy-in/out for the size-extensible structs */
+int uffdx_copy_in(void *karg, size_t min_size, size_t ksize,
+		  void __user *uarg, u32 *usize);
+int uffdx_copy_out(void __user *uarg, u32 usize, const void *karg,
+		   size_t ksize);
+
+#endif /* UFFDX_INTERNAL_H */
