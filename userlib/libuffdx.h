@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libuffdx: a thin library over /dev/uffdx (see libuffdx(7)).
+ *
+ * Conventions, as in liburing:
+ *  - every function returns >= 0 on success or a negative errno value on
+ *    failure, and never relies on (or promises anything about) errno;
+ *  - the argument structs of <linux/uffdx.h> are used unchanged; the
+ *    library fills their "size" field and zeroes their reserved fields;
+ *  - what the library is, is checked with uffdx_check_version(); what the
+ *    module and kernel support, with uffdx_query() or uffdx_api().
+ */
+#ifndef LIBUFFDX_H
+#define LIBUFFDX_H
+
+#include <stdint.h>
+#include <linux/uffdx.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Device node opened by uffdx_open(); the UFFDX_DEVICE variable overrides it. */
+#define UFFDX_DEVICE_PATH	"/dev/uffdx"
+
+/* The ioctl choke point: ioctl(fd, cmd, arg), or -errno. */
+int uffdx_ioctl(int fd, unsigned long cmd, void *arg);
+
+/* Contexts and feature negotiation. */
+int uffdx_open(unsigned int flags);
+int uffdx_api(int ctx, uint64_t features, struct uffdx_api *out);
+int uffdx_open_api(uint64_t features, unsigned int flags,
+		   struct uffdx_api *out);
+int uffdx_query(struct uffdx_api *out);
+
+/* Regions. */
+int uffdx_region_create(int ctx, uint64_t len, uint32_t flags,
+			uint64_t *region_id);
+
+struct uffdx_region_map {
+	int fd;			/* region fd, -1 when not mapped */
+	uint64_t id;		/* region id in the creating context */
+	void *addr;		/* MAP_SHARED mapping, NULL when not mapped */
+	uint64_t len;		/* bytes */
+};
+
+int uffdx_region_map(int ctx, uint64_t len, uint32_t flags,
+		     struct uffdx_region_map *map);
+int uffdx_region_unmap(struct uffdx_region_map *map);
+int uffdx_region_info(int region_fd, struct uffdx_region_info *info);
+
+/*
+ * Range operations on a region of the context.  Those with a "result"
+ * store the kernel's progress report there when it is not NULL, on success
+ * and also when they fail with -EAGAIN (partial progress: result is the
+ * number of bytes done); after any other failure *result is unchanged.
+ */
+int uffdx_arm(int ctx, uint64_t region, uint64_t offset, uint64_t len,
+	      uint32_t mode);
+int uffdx_disarm(int ctx, uint64_t region, uint64_t offset, uint64_t len);
+int uffdx_copy(int ctx, uint64_t region, uint64_t offset, const void *src,
+	       uint64_t len, uint32_t mode, int64_t *result);
+int uffdx_zero(int ctx, uint64_t region, uint64_t offset, uint64_t len,
+	       uint32_t mode, int64_t *result);
+int uffdx_poison(int ctx, uint64_t region, uint64_t offset, uint64_t len,
+		 uint32_t mode, int64_t *result);
+int uffdx_wake(int ctx, uint64_t region, uint64_t offset, uint64_t len);
+int uffdx_discard(int ctx, uint64_t region, uint64_t offset, uint64_t len,
+		  int64_t *result);
+
+/* Events: read up to max; returns how many, or -EAGAIN under O_NONBLOCK. */
+int uffdx_read_events(int ctx, struct uffdx_event *ev, unsigned int max);
+
+/*
+ * Handler helper: resolve a page fault event by copying page_size bytes
+ * from src_page to the faulting page (page_size 0: the system page size).
+ * Returns 0 if it copied, 1 if the page was already populated (EEXIST, or
+ * a partial copy) and it woke the faulters instead, or -errno.
+ */
+int uffdx_serve_copy(int ctx, const struct uffdx_event *ev,
+		     const void *src_page, uint64_t page_size);
+
+/* Diagnostics. */
+const char *uffdx_strerror(int err);
+const char *uffdx_feature_name(uint64_t feature);
+
+/* Library version, e.g. "0.1.0", and a check like io_uring_check_version(). */
+const char *uffdx_version(void);
+int uffdx_check_version(int major, int minor);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBUFFDX_H */

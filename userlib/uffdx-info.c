@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uffdx-info: what this machine's uffdx supports.
+ *
+ * Prints the library, module and kernel versions, every known feature bit
+ * as supported or not, and the mask of available ioctls.  Exits 1 with a
+ * one-line reason if /dev/uffdx cannot be opened or negotiated.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+
+#include "libuffdx.h"
+
+static const char *const ioctl_names[] = {
+	[_UFFDX_API]		= "api",
+	[_UFFDX_REGION_CREATE]	= "region-create",
+	[_UFFDX_ARM]		= "arm",
+	[_UFFDX_DISARM]		= "disarm",
+	[_UFFDX_COPY]		= "copy",
+	[_UFFDX_ZERO]		= "zero",
+	[_UFFDX_POISON]		= "poison",
+	[_UFFDX_WAKE]		= "wake",
+	[_UFFDX_DISCARD]	= "discard",
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: uffdx-info [-h] [-V]\n"
+		"  Show the uffdx library, module and kernel versions and the\n"
+		"  features and ioctls the module supports.\n"
+		"  UFFDX_DEVICE overrides the device path (" UFFDX_DEVICE_PATH ").\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *dev = getenv("UFFDX_DEVICE");
+	struct uffdx_api api;
+	struct utsname un;
+	unsigned int bit;
+	int ret;
+
+	if (argc > 1) {
+		if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+			printf("uffdx-info %s\n", uffdx_version());
+			return 0;
+		}
+		usage(!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ?
+		      stdout : stderr);
+		return strcmp(argv[1], "-h") && strcmp(argv[1], "--help") ? 2 : 0;
+	}
+	if (!dev || !*dev)
+		dev = UFFDX_DEVICE_PATH;
+
+	printf("library:  libuffdx %s\n", uffdx_version());
+	if (uname(&un) == 0)
+		printf("kernel:   %s %s %s\n", un.sysname, un.release,
+		       un.machine);
+
+	ret = uffdx_query(&api);
+	switch (ret) {
+	case 0:
+		break;
+	case -ENOENT:
+	case -ENODEV:
+	case -ENXIO:
+		fprintf(stderr, "uffdx-info: %s: %s: the uffdx module is not "
+			"loaded (modprobe uffdx)\n", dev, strerror(-ret));
+		return 1;
+	case -EACCES:
+	case -EPERM:
+		fprintf(stderr, "uffdx-info: %s: permission denied (check the "
+			"device's group and mode, or run as root)\n", dev);
+		return 1;
+	default:
+		fprintf(stderr, "uffdx-info: %s: %s\n", dev,
+			uffdx_strerror(ret));
+		return 1;
+	}
+
+	printf("module:   uffdx %u.%u.%u (API %u)\n",
+	       UFFDX_VERSION_MAJOR(api.module_version),
+	       UFFDX_VERSION_MINOR(api.module_version),
+	       UFFDX_VERSION_PATCH(api.module_version), api.api);
+	printf("features: 0x%016" PRIx64 "\n", (uint64_t)api.features);
+	for (bit = 0; bit < 64; bit++) {
+		uint64_t f = 1ULL << bit;
+		const char *name = uffdx_feature_name(f);
+
+		if (name)
+			printf("  %-18s %s\n", name, api.features & f ?
+			       "supported" : "not supported");
+		else if (api.features & f)
+			printf("  bit %-14u supported (unknown to this "
+			       "library)\n", bit);
+	}
+	printf("ioctls:   0x%016" PRIx64 "\n", (uint64_t)api.ioctls);
+	for (bit = 0; bit < 64; bit++) {
+		const char *name = bit < sizeof(ioctl_names) /
+				sizeof(ioctl_names[0]) ? ioctl_names[bit] : NULL;
+
+		if (!(api.ioctls & (1ULL << bit)))
+			continue;
+		if (name)
+			printf("  %s\n", name);
+		else
+			printf("  bit %u (unknown to this library)\n", bit);
+	}
+	return 0;
+}
