@@ -201,7 +201,8 @@ static int uffdx_range_op(int ctx, unsigned long cmd, uint64_t region,
 	r.len = len;
 	r.src = src;
 	ret = uffdx_ioctl(ctx, cmd, &r);
-	if (result && (ret >= 0 || ret == -EAGAIN))
+	/* The module reports whenever it ran the operation; else 0. */
+	if (result)
 		*result = r.result;
 	return ret < 0 ? ret : 0;
 }

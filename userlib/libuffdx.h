@@ -51,9 +51,10 @@ int uffdx_region_info(int region_fd, struct uffdx_region_info *info);
 
 /*
  * Range operations on a region of the context.  Those with a "result"
- * store the kernel's progress report there when it is not NULL, on success
- * and also when they fail with -EAGAIN (partial progress: result is the
- * number of bytes done); after any other failure *result is unchanged.
+ * store the kernel's progress report there when it is not NULL: bytes done
+ * (all of len on success, part of it on -EAGAIN), or -errno when the
+ * operation ran and did nothing (e.g. -EEXIST); 0 when the arguments were
+ * rejected before it ran.
  */
 int uffdx_arm(int ctx, uint64_t region, uint64_t offset, uint64_t len,
 	      uint32_t mode);
