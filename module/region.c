@@ -9,8 +9,8 @@
 
 #include <linux/anon_inodes.h>
 #include <linux/bitmap.h>
-#include <linux/falloc.h>
 #include <linux/file.h>
+#include <linux/module.h>
 #include <linux/mount.h>
 #include <linux/overflow.h>
 #include <linux/pagemap.h>
@@ -386,24 +386,6 @@ static int uffdx_region_mmap(struct file *file, struct vm_area_struct *vma)
 	return 0;
 }
 
-/* fallocate(PUNCH_HOLE | KEEP_SIZE), and so MADV_REMOVE: a discard. */
-static long uffdx_region_fallocate(struct file *file, int mode, loff_t offset,
-				   loff_t len)
-{
-	struct uffdx_region *region = file->private_data;
-	pgoff_t done;
-	loff_t end;
-
-	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
-		return -EOPNOTSUPP;
-	if (offset < 0 || len <= 0 || !PAGE_ALIGNED(offset) ||
-	    !PAGE_ALIGNED(len) || check_add_overflow(offset, len, &end) ||
-	    end > region->len)
-		return -EINVAL;
-	return uffdx_discard(region, offset >> PAGE_SHIFT, end >> PAGE_SHIFT,
-			     &done);
-}
-
 static long uffdx_region_ioctl(struct file *file, unsigned int cmd,
 			       unsigned long arg)
 {
@@ -418,9 +400,10 @@ static long uffdx_region_ioctl(struct file *file, unsigned int cmd,
 	ret = uffdx_copy_in(&info, sizeof(info), sizeof(info), uarg, &usize);
 	if (ret)
 		return ret;
-	if (info.flags || memchr_inv(info.reserved, 0, sizeof(info.reserved)))
+	if (memchr_inv(info.reserved, 0, sizeof(info.reserved)))
 		return -EINVAL;
 
+	info.flags = 0;		/* out only */
 	info.len = region->len;
 	info.region_id = region->id;
 	info.resident = (u64)atomic_long_read(&region->resident) << PAGE_SHIFT;
@@ -435,7 +418,6 @@ static const struct file_operations uffdx_region_fops = {
 	.owner = THIS_MODULE,
 	.release = uffdx_region_release,
 	.mmap = uffdx_region_mmap,
-	.fallocate = uffdx_region_fallocate,
 	.unlocked_ioctl = uffdx_region_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 };
@@ -486,12 +468,19 @@ int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 		goto out_erase;
 	}
 
-	/* The file's dentry takes over the inode reference; keep our own. */
+	/*
+	 * The file's dentry takes over the inode reference; keep our own.
+	 * alloc_file_pseudo() does not pin fops->owner, but __fput() drops
+	 * it: take the module reference here (we run under the context
+	 * file's, so it cannot fail).
+	 */
 	ihold(inode);
+	__module_get(THIS_MODULE);
 	file = alloc_file_pseudo(inode, uffdx_mnt, "[uffdx-region]", O_RDWR,
 				 &uffdx_region_fops);
 	if (IS_ERR(file)) {
 		ret = PTR_ERR(file);
+		module_put(THIS_MODULE);
 		iput(inode);
 		goto out_put_fd;
 	}
