@@ -1,0 +1,724 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * uffdx API tests (issue 2): negotiation, argument checking, contexts used
+ * by many threads and processes, fork, exit.
+ *
+ * The kernel side is /dev/uffdx; see uapi/linux/uffdx.h and docs/design.md.
+ */
+#include "helpers.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+
+#ifndef UFFDX_EXPECTED_VERSION
+#error "build with -DUFFDX_EXPECTED_VERSION=\"x.y.z\" (from dkms.conf)"
+#endif
+
+/* Every ioctl number of this ABI version that a context implements. */
+#define ALL_CTX_IOCTLS ((1ULL << _UFFDX_API) | (1ULL << _UFFDX_REGION_CREATE) | \
+			(1ULL << _UFFDX_ARM) | (1ULL << _UFFDX_DISARM) | \
+			(1ULL << _UFFDX_COPY) | (1ULL << _UFFDX_ZERO) | \
+			(1ULL << _UFFDX_POISON) | (1ULL << _UFFDX_WAKE) | \
+			(1ULL << _UFFDX_DISCARD))
+
+/* All feature bits the header defines. */
+static const uint64_t defined_features[] = {
+	UFFDX_FEATURE_REGIONS, UFFDX_FEATURE_MISSING, UFFDX_FEATURE_POISON,
+	UFFDX_FEATURE_KERNEL_FAULTS, UFFDX_FEATURE_MOVE, UFFDX_FEATURE_MOVE_HUGE,
+	UFFDX_FEATURE_WP, UFFDX_FEATURE_WP_ASYNC, UFFDX_FEATURE_DEVICE_EXCLUSIVE,
+	UFFDX_FEATURE_DEVICE_MIGRATE, UFFDX_FEATURE_HMM_MIRROR,
+	UFFDX_FEATURE_HMM_EXCLUSIVE, UFFDX_FEATURE_HMM_MIGRATE,
+};
+
+static void api_init(struct uffdx_api *a, uint64_t features)
+{
+	memset(a, 0, sizeof(*a));
+	a->size = sizeof(*a);
+	a->api = UFFDX_API_VERSION;
+	a->features = features;
+}
+
+static int raw_open(int flags)
+{
+	return open(UFFDX_DEV, O_RDWR | O_CLOEXEC | flags);
+}
+
+/* Negotiate with the raw ioctl; returns ioctl()'s value (errno kept). */
+static int raw_api(int fd, uint64_t features)
+{
+	struct uffdx_api a;
+
+	api_init(&a, features);
+	return ioctl(fd, UFFDX_IOC_API, &a);
+}
+
+static unsigned int parse_version(const char *s)
+{
+	unsigned int maj = 0, min = 0, pat = 0;
+
+	sscanf(s, "%u.%u.%u", &maj, &min, &pat);
+	return UFFDX_VERSION(maj, min, pat);
+}
+
+/* A fresh, un-negotiated context. */
+FIXTURE(raw) {
+	int fd;
+};
+
+FIXTURE_SETUP(raw)
+{
+	self->fd = -1;
+	SKIP_IF_NO_UFFDX();
+	self->fd = raw_open(0);
+	ASSERT_LE(0, self->fd) TH_LOG("open %s: %s", UFFDX_DEV, strerror(errno));
+}
+
+FIXTURE_TEARDOWN(raw)
+{
+	if (self->fd >= 0)
+		close(self->fd);
+}
+
+/* A negotiated context (DEFAULT_FEATURES). */
+FIXTURE(ctx) {
+	int fd;
+};
+
+FIXTURE_SETUP(ctx)
+{
+	self->fd = -1;
+	SKIP_IF_NO_UFFDX();
+	self->fd = ctx_open(DEFAULT_FEATURES, 0);
+	ASSERT_LE(0, self->fd) TH_LOG("ctx_open: %s", strerror(-self->fd));
+}
+
+FIXTURE_TEARDOWN(ctx)
+{
+	if (self->fd >= 0)
+		close(self->fd);
+}
+
+TEST_F(raw, api_reports_features_ioctls_version)
+{
+	struct uffdx_api a;
+	int ret;
+
+	memset(&a, 0xcc, sizeof(a));
+	a.size = sizeof(a);
+	a.api = UFFDX_API_VERSION;
+	a.features = 0;
+	a.flags = 0;
+	memset(a.reserved, 0, sizeof(a.reserved));
+	ret = ioctl(self->fd, UFFDX_IOC_API, &a);
+	ASSERT_EQ(0, ret) TH_LOG("API: %s", strerror(errno));
+
+	EXPECT_EQ(DEFAULT_FEATURES, a.features & DEFAULT_FEATURES)
+		TH_LOG("features 0x%llx", (unsigned long long)a.features);
+	/* Root in the guest has CAP_SYS_PTRACE; the bit is reported anyway. */
+	EXPECT_TRUE(a.features & UFFDX_FEATURE_KERNEL_FAULTS)
+		TH_LOG("features 0x%llx", (unsigned long long)a.features);
+	EXPECT_EQ(ALL_CTX_IOCTLS, a.ioctls & ALL_CTX_IOCTLS)
+		TH_LOG("ioctls 0x%llx", (unsigned long long)a.ioctls);
+	EXPECT_EQ(parse_version(UFFDX_EXPECTED_VERSION), a.module_version)
+		TH_LOG("module_version %u.%u.%u, dkms.conf says %s",
+		       UFFDX_VERSION_MAJOR(a.module_version),
+		       UFFDX_VERSION_MINOR(a.module_version),
+		       UFFDX_VERSION_PATCH(a.module_version),
+		       UFFDX_EXPECTED_VERSION);
+	EXPECT_EQ(sizeof(a), a.size);
+	EXPECT_EQ(UFFDX_API_VERSION, a.api);
+	EXPECT_EQ(0, a.flags);
+	EXPECT_EQ(0, a.reserved[0]);
+	EXPECT_EQ(0, a.reserved[3]);
+}
+
+TEST_F(raw, api_with_features_reports_all_supported)
+{
+	struct uffdx_api a, b;
+	int fd2;
+
+	api_init(&a, 0);
+	ASSERT_EQ(0, ioctl(self->fd, UFFDX_IOC_API, &a));
+
+	fd2 = raw_open(0);
+	ASSERT_LE(0, fd2);
+	memset(&b, 0xcc, sizeof(b));
+	api_init(&b, DEFAULT_FEATURES | UFFDX_FEATURE_KERNEL_FAULTS);
+	ASSERT_EQ(0, ioctl(fd2, UFFDX_IOC_API, &b)) TH_LOG("%s", strerror(errno));
+	/* out: all supported, not just the requested ones */
+	EXPECT_EQ(a.features, b.features);
+	EXPECT_EQ(a.ioctls, b.ioctls);
+	close(fd2);
+}
+
+TEST_F(raw, api_bad_version)
+{
+	struct uffdx_api a;
+	uint32_t bad[] = { 0, UFFDX_API_VERSION + 1, 0xffffffffu };
+	unsigned int i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		api_init(&a, DEFAULT_FEATURES);
+		a.api = bad[i];
+		EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_API, &a));
+		EXPECT_EQ(EINVAL, errno) TH_LOG("api=%u", bad[i]);
+	}
+	/* the context is still un-negotiated */
+	EXPECT_EQ(0, raw_api(self->fd, DEFAULT_FEATURES)) TH_LOG("%s", strerror(errno));
+}
+
+TEST_F(raw, api_unknown_features)
+{
+	struct uffdx_api sup;
+	unsigned int i;
+	int bit, fd2;
+
+	fd2 = raw_open(0);
+	ASSERT_LE(0, fd2);
+	api_init(&sup, 0);
+	ASSERT_EQ(0, ioctl(fd2, UFFDX_IOC_API, &sup));
+	close(fd2);
+
+	/* Undefined bits. */
+	for (bit = 0; bit < 64; bit++) {
+		uint64_t f = 1ULL << bit;
+		int known = 0;
+
+		for (i = 0; i < sizeof(defined_features) / sizeof(defined_features[0]); i++)
+			known |= defined_features[i] == f;
+		if (known)
+			continue;
+		EXPECT_EQ(-1, raw_api(self->fd, f)) TH_LOG("bit %d accepted", bit);
+		EXPECT_EQ(EINVAL, errno) TH_LOG("bit %d", bit);
+	}
+	/* Defined (reserved) bits the module does not report as supported. */
+	for (i = 0; i < sizeof(defined_features) / sizeof(defined_features[0]); i++) {
+		uint64_t f = defined_features[i];
+
+		if (sup.features & f)
+			continue;
+		EXPECT_EQ(-1, raw_api(self->fd, f | UFFDX_FEATURE_REGIONS))
+			TH_LOG("unsupported 0x%llx accepted", (unsigned long long)f);
+		EXPECT_EQ(EINVAL, errno);
+	}
+	/* Both limits at once, plus good bits. */
+	EXPECT_EQ(-1, raw_api(self->fd, DEFAULT_FEATURES | (1ULL << 63)));
+	EXPECT_EQ(EINVAL, errno);
+	/* A failed API leaves the context usable: retry with fewer features. */
+	ASSERT_EQ(0, raw_api(self->fd, DEFAULT_FEATURES)) TH_LOG("%s", strerror(errno));
+}
+
+TEST_F(raw, api_flags_nonzero)
+{
+	struct uffdx_api a;
+	uint32_t bad[] = { 1, 0x80000000u };
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		api_init(&a, DEFAULT_FEATURES);
+		a.flags = bad[i];
+		EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_API, &a));
+		EXPECT_EQ(EINVAL, errno);
+	}
+	EXPECT_EQ(0, raw_api(self->fd, DEFAULT_FEATURES));
+}
+
+TEST_F(raw, api_reserved_nonzero)
+{
+	struct uffdx_api a;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		api_init(&a, DEFAULT_FEATURES);
+		a.reserved[i] = 1ULL << (i * 8);
+		EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_API, &a)) TH_LOG("reserved[%d]", i);
+		EXPECT_EQ(EINVAL, errno) TH_LOG("reserved[%d]", i);
+	}
+	EXPECT_EQ(0, raw_api(self->fd, DEFAULT_FEATURES));
+}
+
+TEST_F(raw, api_size_too_small)
+{
+	struct uffdx_api a;
+	uint32_t sizes[] = { 0, 4, 8, sizeof(a) - 8, sizeof(a) - 1 };
+	unsigned int i;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		api_init(&a, DEFAULT_FEATURES);
+		a.size = sizes[i];
+		EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_API, &a)) TH_LOG("size %u", sizes[i]);
+		EXPECT_EQ(EINVAL, errno) TH_LOG("size %u", sizes[i]);
+	}
+	EXPECT_EQ(0, raw_api(self->fd, DEFAULT_FEATURES));
+}
+
+TEST_F(raw, api_size_larger_nonzero_tail_e2big)
+{
+	union {
+		struct uffdx_api a;
+		uint8_t b[sizeof(struct uffdx_api) + 8];
+	} u;
+
+	memset(&u, 0, sizeof(u));
+	api_init(&u.a, DEFAULT_FEATURES);
+	u.a.size = sizeof(u);
+	u.b[sizeof(u) - 1] = 1;
+	EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_API, &u));
+	EXPECT_EQ(E2BIG, errno);
+
+	/* Tail of a "newer" struct, zeroed: accepted. */
+	memset(&u, 0, sizeof(u));
+	api_init(&u.a, DEFAULT_FEATURES);
+	u.a.size = sizeof(u);
+	memset(u.b + sizeof(u.a), 0, sizeof(u) - sizeof(u.a));
+	ASSERT_EQ(0, ioctl(self->fd, UFFDX_IOC_API, &u)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(DEFAULT_FEATURES, u.a.features & DEFAULT_FEATURES);
+	EXPECT_EQ(0, u.b[sizeof(u) - 1]);
+}
+
+TEST_F(raw, api_size_page_and_beyond)
+{
+	uint8_t *buf;
+	struct uffdx_api *a;
+
+	buf = calloc(1, 2 * ps);
+	ASSERT_NE(NULL, buf);
+	a = (struct uffdx_api *)buf;
+
+	api_init(a, DEFAULT_FEATURES);
+	a->size = ps + 1;
+	EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_API, buf));
+	EXPECT_EQ(E2BIG, errno);
+
+	api_init(a, DEFAULT_FEATURES);
+	a->size = 0xffffffffu;
+	EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_API, buf));
+	EXPECT_EQ(E2BIG, errno);
+
+	/* Exactly one page, zero tail: accepted. */
+	api_init(a, DEFAULT_FEATURES);
+	a->size = ps;
+	EXPECT_EQ(0, ioctl(self->fd, UFFDX_IOC_API, buf)) TH_LOG("%s", strerror(errno));
+	free(buf);
+}
+
+TEST_F(ctx, api_twice_einval)
+{
+	EXPECT_EQ(-1, raw_api(self->fd, DEFAULT_FEATURES));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, raw_api(self->fd, 0));
+	EXPECT_EQ(EINVAL, errno);
+	/* still a working context */
+	{
+		uint64_t id = 0;
+		int rfd = uffdx_region_create(self->fd, ps, 0, &id);
+
+		EXPECT_LE(0, rfd) TH_LOG("%s", strerror(-rfd));
+		if (rfd >= 0)
+			close(rfd);
+	}
+}
+
+TEST_F(raw, ioctls_before_api_einval)
+{
+	static const struct { unsigned long nr; const char *name; } ops[] = {
+		{ UFFDX_IOC_ARM, "ARM" }, { UFFDX_IOC_DISARM, "DISARM" },
+		{ UFFDX_IOC_COPY, "COPY" }, { UFFDX_IOC_ZERO, "ZERO" },
+		{ UFFDX_IOC_POISON, "POISON" }, { UFFDX_IOC_WAKE, "WAKE" },
+		{ UFFDX_IOC_DISCARD, "DISCARD" },
+	};
+	struct uffdx_region_create rc;
+	struct uffdx_range r;
+	unsigned int i;
+
+	memset(&rc, 0, sizeof(rc));
+	rc.size = sizeof(rc);
+	rc.len = ps;
+	EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_REGION_CREATE, &rc));
+	EXPECT_EQ(EINVAL, errno);
+
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		memset(&r, 0, sizeof(r));
+		r.size = sizeof(r);
+		r.region_id = 1;
+		r.len = ps;
+		EXPECT_EQ(-1, ioctl(self->fd, ops[i].nr, &r)) TH_LOG("%s", ops[i].name);
+		EXPECT_EQ(EINVAL, errno) TH_LOG("%s", ops[i].name);
+	}
+	/* and API still works afterwards */
+	EXPECT_EQ(0, raw_api(self->fd, DEFAULT_FEATURES));
+}
+
+TEST_F(raw, read_before_api_einval)
+{
+	struct uffdx_event ev[2];
+	ssize_t ret;
+
+	ret = read_timeout(self->fd, ev, sizeof(ev), 1000);
+	EXPECT_EQ(-EINVAL, ret);
+
+	/* O_NONBLOCK context: EINVAL too, not EAGAIN */
+	{
+		int fd = raw_open(O_NONBLOCK);
+
+		ASSERT_LE(0, fd);
+		EXPECT_EQ(-1, read(fd, ev, sizeof(ev)));
+		EXPECT_EQ(EINVAL, errno);
+		close(fd);
+	}
+}
+
+static void check_unknown_ioctls(struct __test_metadata *_metadata, int fd)
+{
+	struct uffdx_range r;
+	unsigned long nrs[] = {
+		_IOWR(UFFDX_IOC_MAGIC, 0x3f, struct uffdx_range),
+		_IOWR(UFFDX_IOC_MAGIC, 0x09, struct uffdx_range),
+		_IOWR(UFFDX_IOC_MAGIC, 0xff, struct uffdx_range),
+		_IO('x', 1),
+		_IOWR('x', _UFFDX_COPY, struct uffdx_range),
+		_IOWR(UFFDX_IOC_MAGIC + 1, _UFFDX_COPY, struct uffdx_range),
+	};
+	unsigned int i;
+
+	for (i = 0; i < sizeof(nrs) / sizeof(nrs[0]); i++) {
+		memset(&r, 0, sizeof(r));
+		r.size = sizeof(r);
+		EXPECT_EQ(-1, ioctl(fd, nrs[i], &r)) TH_LOG("ioctl 0x%lx", nrs[i]);
+		EXPECT_EQ(ENOTTY, errno) TH_LOG("ioctl 0x%lx", nrs[i]);
+	}
+}
+
+TEST_F(raw, unknown_ioctls_enotty)
+{
+	check_unknown_ioctls(_metadata, self->fd);
+	ASSERT_EQ(0, raw_api(self->fd, DEFAULT_FEATURES));
+	check_unknown_ioctls(_metadata, self->fd);
+}
+
+TEST_F(raw, kernel_faults_as_root)
+{
+	if (getuid() != 0)
+		SKIP(return, "needs root (CAP_SYS_PTRACE)");
+	EXPECT_EQ(0, raw_api(self->fd, DEFAULT_FEATURES | UFFDX_FEATURE_KERNEL_FAULTS))
+		TH_LOG("%s", strerror(errno));
+}
+
+TEST_F(raw, kernel_faults_without_cap_sys_ptrace_eperm)
+{
+	int status = -1;
+	pid_t pid;
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int fd;
+
+		if (drop_effective_cap(CAP_SYS_PTRACE))
+			_exit(10);
+		fd = raw_open(0);
+		if (fd < 0)
+			_exit(11);
+		if (raw_api(fd, DEFAULT_FEATURES | UFFDX_FEATURE_KERNEL_FAULTS) != -1)
+			_exit(12);
+		if (errno != EPERM)
+			_exit(13);
+		/* the failure left it un-negotiated: retry without the bit */
+		if (raw_api(fd, DEFAULT_FEATURES))
+			_exit(14);
+		_exit(0);
+	}
+	ASSERT_EQ(0, wait_child(pid, &status, WAIT_MS));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status))
+		TH_LOG("child step %d failed (10 capset, 11 open, 12 accepted, 13 wrong errno, 14 retry)",
+		       WEXITSTATUS(status));
+}
+
+TEST_F(raw, nonblock_ctx_via_library)
+{
+	int fd = ctx_open(DEFAULT_FEATURES, O_NONBLOCK);
+	int fl;
+
+	ASSERT_LE(0, fd) TH_LOG("%s", strerror(-fd));
+	fl = fcntl(fd, F_GETFL);
+	EXPECT_TRUE(fl & O_NONBLOCK);
+	EXPECT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	close(fd);
+}
+
+#define MANY_CTX 512
+
+TEST(many_contexts)
+{
+	static int fds[MANY_CTX];
+	static uint8_t *maps[MANY_CTX];
+	static uint64_t ids[MANY_CTX];
+	struct rlimit rl;
+	uint8_t *buf;
+	int i, n = 0;
+
+	SKIP_IF_NO_UFFDX();
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < 2 * MANY_CTX + 64) {
+		rl.rlim_cur = rl.rlim_max < 2 * MANY_CTX + 64 ? rl.rlim_max : 2 * MANY_CTX + 64;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	buf = malloc(ps);
+	ASSERT_NE(NULL, buf);
+
+	for (i = 0; i < MANY_CTX; i++) {
+		int64_t res = 0;
+		int rfd, ret;
+
+		fds[i] = ctx_open(DEFAULT_FEATURES, 0);
+		ASSERT_LE(0, fds[i]) TH_LOG("context %d: %s", i, strerror(-fds[i]));
+		n = i + 1;
+		rfd = uffdx_region_create(fds[i], 2 * ps, 0, &ids[i]);
+		ASSERT_LE(0, rfd) TH_LOG("context %d region: %s", i, strerror(-rfd));
+		EXPECT_NE(0, ids[i]);
+		maps[i] = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+		ASSERT_NE(MAP_FAILED, maps[i]) TH_LOG("mmap %d: %s", i, strerror(errno));
+		close(rfd);	/* the mapping keeps the region */
+		fill_pattern(buf, ps, i);
+		ret = uffdx_copy(fds[i], ids[i], 0, buf, ps, 0, &res);
+		ASSERT_EQ(0, ret) TH_LOG("copy %d: %s", i, strerror(-ret));
+		EXPECT_EQ((int64_t)ps, res);
+		maps[i][ps] = (uint8_t)i;
+	}
+	for (i = 0; i < n; i++) {
+		EXPECT_EQ(-1, check_pattern(maps[i], ps, i)) TH_LOG("context %d", i);
+		EXPECT_EQ((uint8_t)i, maps[i][ps]);
+		EXPECT_TRUE(is_zero(maps[i] + ps + 1, ps - 1));
+	}
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+	/* regions outlive their contexts */
+	for (i = 0; i < n; i++) {
+		EXPECT_EQ(-1, check_pattern(maps[i], ps, i)) TH_LOG("context %d", i);
+		munmap(maps[i], 2 * ps);
+	}
+	free(buf);
+}
+
+#define NTHREADS 8
+#define THREAD_LOOPS 40
+
+struct thr_arg {
+	int ctx;
+	int idx;
+	char err[160];
+};
+
+static void *ctx_thread(void *p)
+{
+	struct thr_arg *t = p;
+	size_t len = 4 * ps;
+	uint8_t *buf = malloc(len);
+	int loop;
+
+	if (!buf) {
+		snprintf(t->err, sizeof(t->err), "malloc");
+		return NULL;
+	}
+	for (loop = 0; loop < THREAD_LOOPS && !t->err[0]; loop++) {
+		struct uffdx_region_info info;
+		uint64_t seed = (uint64_t)t->idx << 32 | loop;
+		uint64_t id = 0;
+		int64_t res = 0;
+		uint8_t *map;
+		int rfd, ret;
+
+		rfd = uffdx_region_create(t->ctx, len, 0, &id);
+		if (rfd < 0) {
+			snprintf(t->err, sizeof(t->err), "create: %s", strerror(-rfd));
+			break;
+		}
+		map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+		if (map == MAP_FAILED) {
+			snprintf(t->err, sizeof(t->err), "mmap: %s", strerror(errno));
+			close(rfd);
+			break;
+		}
+		fill_pattern(buf, len, seed);
+		ret = uffdx_copy(t->ctx, id, 0, buf, len, 0, &res);
+		if (ret || res != (int64_t)len)
+			snprintf(t->err, sizeof(t->err), "copy: %d res %lld", ret, (long long)res);
+		else if (check_pattern(map, len, seed) != -1)
+			snprintf(t->err, sizeof(t->err), "data mismatch after copy (loop %d)", loop);
+		else if ((ret = uffdx_discard(t->ctx, id, ps, 2 * ps, &res)) || res != (int64_t)(2 * ps))
+			snprintf(t->err, sizeof(t->err), "discard: %d res %lld", ret, (long long)res);
+		else if (!is_zero(map + ps, 2 * ps))
+			snprintf(t->err, sizeof(t->err), "discarded pages not zero");
+		else if (memcmp(map, buf, ps) || memcmp(map + 3 * ps, buf + 3 * ps, ps))
+			snprintf(t->err, sizeof(t->err), "kept page damaged");
+		else if ((ret = uffdx_region_info(rfd, &info)))
+			snprintf(t->err, sizeof(t->err), "info: %s", strerror(-ret));
+		else if (info.region_id != id || info.len != len)
+			snprintf(t->err, sizeof(t->err), "info id/len mismatch");
+		munmap(map, len);
+		close(rfd);
+	}
+	free(buf);
+	return NULL;
+}
+
+TEST_F(ctx, threads_share_context)
+{
+	struct thr_arg args[NTHREADS];
+	pthread_t th[NTHREADS];
+	int i;
+
+	for (i = 0; i < NTHREADS; i++) {
+		memset(&args[i], 0, sizeof(args[i]));
+		args[i].ctx = self->fd;
+		args[i].idx = i;
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, ctx_thread, &args[i]));
+	}
+	for (i = 0; i < NTHREADS; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < NTHREADS; i++)
+		EXPECT_EQ(0, args[i].err[0]) TH_LOG("thread %d: %s", i, args[i].err);
+}
+
+TEST_F(ctx, fork_child_uses_context)
+{
+	struct uffdx_region_map m;
+	int sync1[2], sync2[2];
+	int status = -1, ret;
+	uint8_t *buf;
+	pid_t pid;
+	char c;
+
+	ret = uffdx_region_map(self->fd, 4 * ps, 0, &m);
+	ASSERT_EQ(0, ret) TH_LOG("%s", strerror(-ret));
+	buf = malloc(ps);
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, pipe(sync1));
+	ASSERT_EQ(0, pipe(sync2));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int64_t res = 0;
+		struct uffdx_region_info info;
+		uint8_t *p = m.addr;
+
+		/* child: write through the inherited mapping */
+		fill_pattern(p, ps, 1);
+		/* child: fill page 1 through the inherited context */
+		fill_pattern(buf, ps, 2);
+		if (uffdx_copy(self->fd, m.id, ps, buf, ps, 0, &res) || res != (int64_t)ps)
+			_exit(10);
+		if (uffdx_region_info(m.fd, &info) || info.region_id != m.id)
+			_exit(11);
+		if (write(sync1[1], "x", 1) != 1)
+			_exit(12);
+		/* wait for the parent's write to page 2 */
+		if (wait_fd(sync2[0], POLLIN, WAIT_MS) != 1 || read(sync2[0], &c, 1) != 1)
+			_exit(13);
+		if (check_pattern(p + 2 * ps, ps, 3) != -1)
+			_exit(14);
+		_exit(0);
+	}
+	ASSERT_EQ(1, wait_fd(sync1[0], POLLIN, WAIT_MS));
+	ASSERT_EQ(1, read(sync1[0], &c, 1));
+	EXPECT_EQ(-1, check_pattern(m.addr, ps, 1));
+	EXPECT_EQ(-1, check_pattern((uint8_t *)m.addr + ps, ps, 2));
+	fill_pattern((uint8_t *)m.addr + 2 * ps, ps, 3);
+	ASSERT_EQ(1, write(sync2[1], "y", 1));
+	ASSERT_EQ(0, wait_child(pid, &status, WAIT_MS));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("child failed at step %d", WEXITSTATUS(status));
+	/* the child's copy is ours too: COPY again is EEXIST */
+	{
+		int64_t res = 0;
+
+		EXPECT_EQ(-EEXIST, uffdx_copy(self->fd, m.id, ps, buf, ps, 0, &res));
+	}
+	free(buf);
+	uffdx_region_unmap(&m);
+}
+
+static void child_exits_without_closing(int pending_fault)
+{
+	struct uffdx_region_map m[3];
+	struct accessor *a;
+	int ctx, i;
+
+	ctx = ctx_open(DEFAULT_FEATURES, 0);
+	if (ctx < 0)
+		_exit(10);
+	for (i = 0; i < 3; i++) {
+		if (uffdx_region_map(ctx, 8 * ps, 0, &m[i]))
+			_exit(11);
+		memset(m[i].addr, 0x5a, 2 * ps);	/* populate (unarmed) */
+	}
+	if (uffdx_arm(ctx, m[1].id, 0, 8 * ps, UFFDX_ARM_MISSING) ||
+	    uffdx_arm(ctx, m[2].id, 4 * ps, 4 * ps, UFFDX_ARM_MISSING))
+		_exit(12);
+	if (pending_fault) {
+		/* a thread sleeps in a fault when the process exits */
+		a = acc_new((uint8_t *)m[1].addr + 5 * ps, 1, 1);
+		if (!a || acc_start_thread(a))
+			_exit(13);
+		if (wait_fd(ctx, POLLIN, WAIT_MS) != 1)
+			_exit(14);
+	}
+	exit(0);	/* no close, no munmap */
+}
+
+static void exit_test(struct __test_metadata *_metadata, int pending_fault)
+{
+	int status = -1, ctx;
+	pid_t pid;
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		child_exits_without_closing(pending_fault);
+	ASSERT_EQ(0, wait_child(pid, &status, WAIT_MS)) TH_LOG("exiting child hangs");
+	ASSERT_TRUE(WIFEXITED(status)) TH_LOG("status 0x%x", status);
+	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("child failed at step %d", WEXITSTATUS(status));
+	/* the module still works */
+	ctx = ctx_open(DEFAULT_FEATURES, 0);
+	ASSERT_LE(0, ctx);
+	close(ctx);
+}
+
+TEST(exit_without_close)
+{
+	SKIP_IF_NO_UFFDX();
+	exit_test(_metadata, 0);
+}
+
+TEST(exit_with_fault_pending)
+{
+	SKIP_IF_NO_UFFDX();
+	exit_test(_metadata, 1);
+}
+
+TEST(close_unnegotiated_and_reopen)
+{
+	int i, fd;
+
+	SKIP_IF_NO_UFFDX();
+	for (i = 0; i < 64; i++) {
+		fd = raw_open(i & 1 ? O_NONBLOCK : 0);
+		ASSERT_LE(0, fd);
+		close(fd);
+	}
+}
+
+TEST_HARNESS_MAIN
