@@ -7,6 +7,8 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/pagemap.h>
+#include <linux/mmap_lock.h>
+#include <linux/sched/mm.h>
 #include <linux/pid_namespace.h>
 #include <linux/poll.h>
 #include <linux/sched/signal.h>
@@ -44,6 +46,107 @@ void uffdx_wake_range(struct uffdx_ctx *ctx, struct uffdx_region *region,
 	spin_unlock(&ctx->fault_lock);
 }
 
+/* How many sleeping faulters one fill maps for; the rest map on retry. */
+#define UFFDX_PREMAP_MAX	8
+
+struct uffdx_premap {
+	struct mm_struct *mm;	/* mmget() */
+	unsigned long addr;
+	pgoff_t index;
+};
+
+static unsigned int uffdx_premap_collect(struct list_head *list,
+					 struct uffdx_region *region,
+					 pgoff_t start, pgoff_t end,
+					 struct uffdx_premap *pm, unsigned int n)
+{
+	struct uffdx_fault_waiter *w;
+
+	list_for_each_entry(w, list, node) {
+		if (n == UFFDX_PREMAP_MAX)
+			break;
+		if (w->region != region || w->index < start || w->index >= end)
+			continue;
+		/* A queued faulter is inside a fault on this mm: it is live. */
+		if (!mmget_not_zero(w->mm))
+			continue;
+		pm[n++] = (struct uffdx_premap) {
+			.mm = w->mm,
+			.addr = (unsigned long)w->event.address,
+			.index = w->index,
+		};
+	}
+	return n;
+}
+
+/*
+ * Map a freshly filled page into a sleeping faulter's mm before waking it,
+ * as UFFDIO_COPY installs its PTE from the handler: the woken thread finds
+ * its PTE instead of faulting the page in itself, and the handler, not the
+ * faulter, does the work.  Only an optimisation: wherever it would block
+ * or the state moved on (mmap_lock contended, page locked, the mapping
+ * changed, the page left the store), the faulter's retry maps the page.
+ *
+ * The page lock is held across the insertion, so a removal, which cycles
+ * the page lock after clearing the slot and before zapping, cannot leave
+ * this mapping behind.  The mmap_lock is only try-locked under it: the
+ * fault path takes them in the other order.
+ */
+static void uffdx_premap_one(struct uffdx_region *region,
+			     const struct uffdx_premap *pm)
+{
+	struct vm_area_struct *vma;
+	struct page *page;
+	void *entry;
+
+	rcu_read_lock();
+	entry = xa_load(&region->pages, pm->index);
+	if (!entry || xa_is_value(entry) || !get_page_unless_zero(entry)) {
+		rcu_read_unlock();
+		return;
+	}
+	rcu_read_unlock();
+	page = entry;
+
+	if (!trylock_page(page))
+		goto out_put;
+	if (xa_load(&region->pages, pm->index) != page)
+		goto out_unlock;
+	if (!mmap_read_trylock(pm->mm))
+		goto out_unlock;
+	vma = find_vma(pm->mm, pm->addr);
+	if (vma && vma->vm_start <= pm->addr && vma->vm_ops == &uffdx_vm_ops &&
+	    vma->vm_file->private_data == region &&
+	    linear_page_index(vma, pm->addr) == pm->index)
+		vm_insert_page(vma, pm->addr, page);	/* -EBUSY: mapped */
+	mmap_read_unlock(pm->mm);
+out_unlock:
+	unlock_page(page);
+out_put:
+	put_page(page);
+}
+
+/* After a fill of [@start, @end): map the page for its waiters, wake them. */
+void uffdx_map_and_wake(struct uffdx_ctx *ctx, struct uffdx_region *region,
+			pgoff_t start, pgoff_t end)
+{
+	struct uffdx_premap pm[UFFDX_PREMAP_MAX];
+	unsigned int n, i;
+
+	spin_lock(&ctx->fault_lock);
+	n = uffdx_premap_collect(&ctx->fault_delivered, region, start, end,
+				 pm, 0);
+	n = uffdx_premap_collect(&ctx->fault_pending, region, start, end,
+				 pm, n);
+	spin_unlock(&ctx->fault_lock);
+
+	for (i = 0; i < n; i++) {
+		uffdx_premap_one(region, &pm[i]);
+		mmput(pm[i].mm);
+	}
+	uffdx_wake_range(ctx, region, start, end);
+}
+
 /* Release: no new waiters, and every current one wakes up. */
 void uffdx_wake_all(struct uffdx_ctx *ctx)
 {
@@ -54,14 +157,17 @@ void uffdx_wake_all(struct uffdx_ctx *ctx)
 	spin_unlock(&ctx->fault_lock);
 }
 
+/*
+ * Lockless: a hint for poll() and read()'s wait.  Callers have queued
+ * themselves on read_wqh first (poll_wait(), or wait_event()'s
+ * set_current_state()) and a faulter calls wake_up_poll() after queueing
+ * its event, so an event queued before the check is seen, and one queued
+ * after it wakes the caller.  A stale "pending" only costs a retry.
+ */
 bool uffdx_events_pending(struct uffdx_ctx *ctx)
 {
-	bool pending;
-
-	spin_lock(&ctx->fault_lock);
-	pending = !list_empty(&ctx->fault_pending);
-	spin_unlock(&ctx->fault_lock);
-	return pending;
+	smp_mb();	/* order the check after queueing on read_wqh */
+	return !list_empty(&ctx->fault_pending);
 }
 
 /* Take the oldest pending event; it moves to the delivered list. */
@@ -138,6 +244,7 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 
 	INIT_LIST_HEAD(&w.node);
 	w.task = current;
+	w.mm = vmf->vma->vm_mm;
 	w.region = region;
 	w.index = vmf->pgoff;
 	w.woken = false;

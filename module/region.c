@@ -82,7 +82,7 @@ static void uffdx_region_free(struct kref *kref)
 	bitmap_free(region->armed);
 	iput(region->inode);
 	uffdx_ctx_put(ctx);
-	kfree(region);
+	kfree_rcu(region, rcu);
 }
 
 void uffdx_region_put(struct uffdx_region *region)
@@ -97,11 +97,12 @@ struct uffdx_region *uffdx_region_lookup(struct uffdx_ctx *ctx, u64 id)
 
 	if (!id || id > U32_MAX)
 		return NULL;
-	xa_lock(&ctx->regions);
+	/* Regions are freed after an RCU grace period (uffdx_region_free). */
+	rcu_read_lock();
 	region = xa_load(&ctx->regions, id);
 	if (region && !kref_get_unless_zero(&region->kref))
 		region = NULL;
-	xa_unlock(&ctx->regions);
+	rcu_read_unlock();
 	return region;
 }
 
@@ -334,7 +335,7 @@ long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
 		uffdx_wake_range(ctx, region, start, end);
 		break;
 	case _UFFDX_WAKE:
-		uffdx_wake_range(ctx, region, start, end);
+		uffdx_map_and_wake(ctx, region, start, end);
 		break;
 	case _UFFDX_DISCARD:
 		ret = uffdx_discard(region, start, end, &done);
@@ -343,7 +344,7 @@ long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
 	default:
 		ret = uffdx_fill(region, nr, start, end, r->src, &done);
 		if (done && !(r->mode & UFFDX_FILL_DONTWAKE))
-			uffdx_wake_range(ctx, region, start, start + done);
+			uffdx_map_and_wake(ctx, region, start, start + done);
 		report = true;
 		break;
 	}
@@ -381,7 +382,12 @@ static int uffdx_region_mmap(struct file *file, struct vm_area_struct *vma)
 	    end > region->npages)
 		return -EINVAL;
 
-	uffdx_vm_flags_set(vma, VM_DONTEXPAND);
+	/*
+	 * VM_MIXEDMAP: fills may vm_insert_page() into a waiting faulter's
+	 * mapping under its mmap_lock held for read (fault.c).  The pages
+	 * stay normal, refcounted pages (vm_normal_page() finds them).
+	 */
+	uffdx_vm_flags_set(vma, VM_DONTEXPAND | VM_MIXEDMAP);
 	vma->vm_ops = &uffdx_vm_ops;
 	return 0;
 }

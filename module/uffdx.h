@@ -101,6 +101,7 @@ struct uffdx_region {
 	struct mutex lock;		/* see above */
 	unsigned long *armed;		/* missing-fault bitmap, or NULL */
 	atomic_long_t resident;		/* pages in the store */
+	struct rcu_head rcu;		/* lookups by id run under RCU */
 };
 
 /*
@@ -110,6 +111,7 @@ struct uffdx_region {
 struct uffdx_fault_waiter {
 	struct list_head node;
 	struct task_struct *task;
+	struct mm_struct *mm;		/* the faulting mm (GUP: not ours) */
 	struct uffdx_region *region;
 	pgoff_t index;
 	u64 seq;
@@ -142,6 +144,8 @@ extern const struct vm_operations_struct uffdx_vm_ops;
 void uffdx_wake_range(struct uffdx_ctx *ctx, struct uffdx_region *region,
 		      pgoff_t start, pgoff_t end);
 void uffdx_wake_all(struct uffdx_ctx *ctx);
+void uffdx_map_and_wake(struct uffdx_ctx *ctx, struct uffdx_region *region,
+			pgoff_t start, pgoff_t end);
 bool uffdx_events_pending(struct uffdx_ctx *ctx);
 int uffdx_read_event(struct uffdx_ctx *ctx, struct uffdx_event *ev, u64 *seq);
 void uffdx_unread_event(struct uffdx_ctx *ctx, u64 seq);
