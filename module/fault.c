@@ -368,6 +368,24 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 	}
 }
 
+#ifdef UFFDX_HAVE_FAULT_FLAG_VMA_LOCK
+/*
+ * Since 6.4 a fault taken under the per-VMA lock reaches ->fault only if
+ * the VMA has ->map_pages (vmf_can_call_fault()); otherwise every fault
+ * is retried under mmap_lock.  This one maps nothing ahead (fault-around
+ * is future work), so that our faults take the per-VMA lock path and do
+ * not contend on mmap_lock.
+ */
+static vm_fault_t uffdx_vm_map_pages(struct vm_fault *vmf, pgoff_t start,
+				     pgoff_t end)
+{
+	return 0;
+}
+#endif
+
 const struct vm_operations_struct uffdx_vm_ops = {
 	.fault = uffdx_vm_fault,
+#ifdef UFFDX_HAVE_FAULT_FLAG_VMA_LOCK
+	.map_pages = uffdx_vm_map_pages,
+#endif
 };
