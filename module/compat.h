@@ -36,6 +36,25 @@ static inline void uffdx_release_fault_lock(struct vm_fault *vmf)
 #endif
 }
 
+/*
+ * Zap every mapping of [@start, @start + @nr) of @mapping.
+ *
+ * even_cows is true: before 5.17, zap_pte_range() with even_cows false
+ * skipped every page whose page->mapping is not @mapping, and region pages
+ * have no ->mapping.  Regions are never mapped MAP_PRIVATE, so there are
+ * no private COW copies that "true" could wrongly zap.
+ */
+static inline void uffdx_unmap_pages(struct address_space *mapping,
+				     pgoff_t start, pgoff_t nr)
+{
+#ifdef UFFDX_HAVE_UNMAP_MAPPING_PAGES
+	unmap_mapping_pages(mapping, start, nr, true);
+#else
+	unmap_mapping_range(mapping, (loff_t)start << PAGE_SHIFT,
+			    (loff_t)nr << PAGE_SHIFT, 1);
+#endif
+}
+
 /* Charge region pages to the memory cgroup of the context's creator. */
 static inline struct mem_cgroup *uffdx_get_memcg(struct mm_struct *mm)
 {

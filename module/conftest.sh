@@ -70,11 +70,15 @@ void probe(struct vm_fault *vmf) { release_fault_lock(vmf); }'
 # for interrupt context, 5.11) and get_mem_cgroup_from_mm().
 if compile UFFDX_HAVE_SET_ACTIVE_MEMCG '
 void probe(struct mem_cgroup *m) { set_active_memcg(set_active_memcg(m)); }' &&
-	exported get_mem_cgroup_from_mm; then
+	exported get_mem_cgroup_from_mm && exported int_active_memcg; then
 	result UFFDX_HAVE_SET_ACTIVE_MEMCG 0
 else
 	result UFFDX_HAVE_SET_ACTIVE_MEMCG 1
 fi
+
+# unmap_mapping_pages(): exported (GPL) since 5.11; unmap_mapping_range()
+# always was.
+probe_export UFFDX_HAVE_UNMAP_MAPPING_PAGES unmap_mapping_pages
 
 # Device helpers for the simulated device (feature bits 24-28).
 probe_export UFFDX_HAVE_HMM_RANGE_FAULT hmm_range_fault

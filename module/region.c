@@ -137,8 +137,7 @@ static void uffdx_remove_batch(struct uffdx_region *region, pgoff_t start,
 		lock_page(pages[i]);
 		unlock_page(pages[i]);
 	}
-	unmap_mapping_pages(region->inode->i_mapping, start, end - start,
-			    false);
+	uffdx_unmap_pages(region->inode->i_mapping, start, end - start);
 	for (i = 0; i < nr; i++)
 		uffdx_free_page(region->ctx, pages[i]);
 }
