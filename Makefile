@@ -59,13 +59,21 @@ install-udev:
 DKMS_SRC := $(DESTDIR)/usr/src/uffdx-$(VERSION)
 DKMS_FILES := dkms.conf Kbuild Makefile module uapi
 
+# DKMS_FLAGS: extra dkms options, e.g. --kernelsourcedir=DIR (tests/vm).
+# The source is replaced on every run, so this kernel's earlier build of
+# the same version is removed first: dkms would otherwise reuse it, and
+# dkms 2.8 (Debian 11) ignores "build --force".
+DKMS_FLAGS ?=
+
 dkms-install:
+	-dkms remove -m uffdx -v $(VERSION) -k $(KVER) >/dev/null 2>&1
 	rm -rf $(DKMS_SRC)
 	mkdir -p $(DKMS_SRC)
 	cp -r $(DKMS_FILES) $(DKMS_SRC)/
-	dkms add -m uffdx -v $(VERSION) || true
-	dkms build -m uffdx -v $(VERSION) -k $(KVER)
-	dkms install -m uffdx -v $(VERSION) -k $(KVER) --force
+	dkms status -m uffdx -v $(VERSION) | grep -q . || \
+		dkms add -m uffdx -v $(VERSION)
+	dkms build -m uffdx -v $(VERSION) -k $(KVER) $(DKMS_FLAGS)
+	dkms install -m uffdx -v $(VERSION) -k $(KVER) --force $(DKMS_FLAGS)
 
 dkms-remove:
 	-dkms remove -m uffdx -v $(VERSION) --all
