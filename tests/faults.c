@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -411,6 +412,55 @@ TEST_F(fault, read_nonblock_eagain)
 	close(fd);
 	/* a blocking context blocks (here: until our timer interrupts it) */
 	EXPECT_EQ(-EINTR, read_timeout(self->ctx, &ev, sizeof(ev), 300));
+}
+
+/*
+ * poll() and epoll: POLLERR before negotiation; readable exactly while an
+ * event is unread (a read event whose fault still sleeps is not "ready").
+ */
+TEST_F(fault, poll_and_epoll_readiness)
+{
+	struct accessor *a = acc_new(PAGE(15), 0, 0);
+	struct epoll_event eev = { .events = EPOLLIN };
+	struct pollfd pfd;
+	struct uffdx_event ev;
+	int raw, ep;
+	int64_t res;
+
+	ASSERT_NE(NULL, a);
+	raw = uffdx_open(0);
+	ASSERT_LE(0, raw);
+	pfd = (struct pollfd){ .fd = raw, .events = POLLIN };
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_EQ(POLLERR, pfd.revents & (POLLERR | POLLIN));
+	close(raw);
+
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	ASSERT_LE(0, ep);
+	eev.data.fd = self->ctx;
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, self->ctx, &eev));
+	EXPECT_EQ(0, epoll_wait(ep, &eev, 1, 0));
+
+	ASSERT_EQ(0, acc_start_thread(a));
+	memset(&eev, 0, sizeof(eev));
+	ASSERT_EQ(1, epoll_wait(ep, &eev, 1, WAIT_MS));
+	EXPECT_EQ(self->ctx, eev.data.fd);
+	EXPECT_TRUE(eev.events & EPOLLIN);
+
+	ASSERT_EQ(1, uffdx_read_events(self->ctx, &ev, 1));
+	EXPECT_EQ(15 * ps, ev.offset);
+	/* read, not resolved: the faulter sleeps, nothing is ready */
+	EXPECT_TRUE(acc_blocked(a, QUIET_MS));
+	EXPECT_EQ(0, epoll_wait(ep, &eev, 1, 0));
+	EXPECT_EQ(0, wait_fd(self->ctx, POLLIN, 0));
+
+	fill_pattern(self->buf, ps, 15);
+	ASSERT_EQ(0, uffdx_copy(self->ctx, self->id, 15 * ps, self->buf, ps, 0, &res));
+	ASSERT_EQ(0, acc_wait(a, WAIT_MS));
+	EXPECT_EQ(0, a->sig);
+	EXPECT_EQ(self->buf[0], a->first);
+	close(ep);
+	acc_free(a);
 }
 
 TEST_F(fault, read_buffer_too_small_einval)
