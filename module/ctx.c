@@ -207,7 +207,7 @@ static long uffdx_ctx_ioctl(struct file *file, unsigned int cmd,
 	case _UFFDX_REGION_CREATE:
 		return uffdx_region_create(ctx, &karg.create, uarg, usize);
 	default:
-		return uffdx_region_range_op(ctx, nr, &karg.range, uarg, usize);
+		return uffdx_region_range_op(ctx, nr, &karg.range, uarg);
 	}
 }
 

@@ -17,9 +17,10 @@
 
 /*
  * Wake the waiters of @ctx on [@start, @end) of @region, or all waiters if
- * @region is NULL.  A woken waiter leaves its list here, under the lock,
- * so the sleeper (which always takes the lock before returning) never
- * leaves while we still touch its stack.
+ * @region is NULL.  The waiter lives on the sleeper's stack, and a sleeper
+ * that finds itself off the list (list_empty_careful()) returns without
+ * taking the lock: so list_del_init_careful() is the last access to it,
+ * after the wakeup, as in fs/userfaultfd.c.
  */
 static void uffdx_wake_list(struct list_head *list,
 			    struct uffdx_region *region, pgoff_t start,
@@ -31,9 +32,8 @@ static void uffdx_wake_list(struct list_head *list,
 		if (region && (w->region != region || w->index < start ||
 			       w->index >= end))
 			continue;
-		list_del_init(&w->node);
-		WRITE_ONCE(w->woken, true);
 		wake_up_process(w->task);
+		list_del_init_careful(&w->node);
 	}
 }
 
@@ -247,7 +247,6 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 	w.mm = vmf->vma->vm_mm;
 	w.region = region;
 	w.index = vmf->pgoff;
-	w.woken = false;
 	w.event = (struct uffdx_event) {
 		.type = UFFDX_EVENT_PAGEFAULT,
 		.flags = (vmf->flags & FAULT_FLAG_WRITE ? UFFDX_PF_WRITE : 0) |
@@ -285,10 +284,17 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 	}
 	__set_current_state(TASK_RUNNING);
 
-	spin_lock(&ctx->fault_lock);
-	if (!list_empty(&w.node))
-		list_del(&w.node);
-	spin_unlock(&ctx->fault_lock);
+	/*
+	 * Woken by a fill: off the list already, and no longer touched by
+	 * the waker.  Else (a signal, or the waker is between its wakeup and
+	 * its list_del_init_careful()) take the lock and look again.
+	 */
+	if (!list_empty_careful(&w.node)) {
+		spin_lock(&ctx->fault_lock);
+		if (!list_empty(&w.node))
+			list_del(&w.node);
+		spin_unlock(&ctx->fault_lock);
+	}
 
 	uffdx_region_put(region);
 	return VM_FAULT_RETRY;

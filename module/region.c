@@ -308,7 +308,7 @@ static int uffdx_range_args_check(unsigned int nr, const struct uffdx_range *r)
  * does, fail with -EAGAIN when they did part of the range.
  */
 long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
-			   struct uffdx_range *r, void __user *uarg, u32 usize)
+			   struct uffdx_range *r, void __user *uarg)
 {
 	struct uffdx_region *region;
 	pgoff_t start, end, done = 0;
@@ -352,7 +352,9 @@ long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
 		if (done && start + done < end)
 			ret = -EAGAIN;
 		r->result = done ? (s64)done << PAGE_SHIFT : ret;
-		if (uffdx_copy_out(uarg, usize, r, sizeof(*r)))
+		/* result is the only output; every struct version has it */
+		if (put_user(r->result,
+			     &((struct uffdx_range __user *)uarg)->result))
 			ret = -EFAULT;
 	}
 out_put:

@@ -115,7 +115,6 @@ struct uffdx_fault_waiter {
 	struct uffdx_region *region;
 	pgoff_t index;
 	u64 seq;
-	bool woken;
 	struct uffdx_event event;
 };
 
@@ -134,7 +133,7 @@ int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 struct uffdx_region *uffdx_region_lookup(struct uffdx_ctx *ctx, u64 id);
 void uffdx_region_put(struct uffdx_region *region);
 long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
-			   struct uffdx_range *r, void __user *uarg, u32 usize);
+			   struct uffdx_range *r, void __user *uarg);
 struct page *uffdx_alloc_page(struct uffdx_ctx *ctx, bool zero);
 void uffdx_free_page(struct uffdx_ctx *ctx, struct page *page);
 bool uffdx_region_armed(struct uffdx_region *region, pgoff_t index);
