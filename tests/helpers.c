@@ -260,7 +260,13 @@ uint64_t checksum(const void *buf, size_t len)
 	return h;
 }
 
-int try_read(const void *addr, uint8_t *out)
+/*
+ * One access to @addr (a write of *@val if @write, else a read into *@val)
+ * that returns the signal it raised instead of dying of it.  noinline: the
+ * sigsetjmp() frame must be this function's own.
+ */
+static __attribute__((noinline)) int try_access(void *addr, int write,
+						uint8_t *val)
 {
 	sigjmp_buf jb;
 	int sig;
@@ -272,28 +278,23 @@ int try_read(const void *addr, uint8_t *out)
 	}
 	acc_jmp = &jb;
 	barrier();
-	*out = *(const volatile uint8_t *)addr;
+	if (write)
+		*(volatile uint8_t *)addr = *val;
+	else
+		*val = *(volatile uint8_t *)addr;
 	barrier();
 	acc_jmp = NULL;
 	return 0;
 }
 
+int try_read(const void *addr, uint8_t *out)
+{
+	return try_access((void *)addr, 0, out);
+}
+
 int try_write(void *addr, uint8_t val)
 {
-	sigjmp_buf jb;
-	int sig;
-
-	sig = sigsetjmp(jb, 1);
-	if (sig) {
-		acc_jmp = NULL;
-		return sig;
-	}
-	acc_jmp = &jb;
-	barrier();
-	*(volatile uint8_t *)addr = val;
-	barrier();
-	acc_jmp = NULL;
-	return 0;
+	return try_access(addr, 1, &val);
 }
 
 struct accessor *acc_new(void *addr, int write, uint8_t wval)
