@@ -22,12 +22,13 @@
  * taking the lock: so list_del_init_careful() is the last access to it,
  * after the wakeup, as in fs/userfaultfd.c.
  */
-static void uffdx_wake_list(struct list_head *list,
+static void uffdx_wake_list(struct uffdx_ctx *ctx, struct list_head *list,
 			    struct uffdx_region *region, pgoff_t start,
 			    pgoff_t end)
 {
 	struct uffdx_fault_waiter *w, *tmp;
 
+	lockdep_assert_held(&ctx->fault_lock);
 	list_for_each_entry_safe(w, tmp, list, node) {
 		if (region && (w->region != region || w->index < start ||
 			       w->index >= end))
@@ -41,8 +42,8 @@ void uffdx_wake_range(struct uffdx_ctx *ctx, struct uffdx_region *region,
 		      pgoff_t start, pgoff_t end)
 {
 	spin_lock(&ctx->fault_lock);
-	uffdx_wake_list(&ctx->fault_pending, region, start, end);
-	uffdx_wake_list(&ctx->fault_delivered, region, start, end);
+	uffdx_wake_list(ctx, &ctx->fault_pending, region, start, end);
+	uffdx_wake_list(ctx, &ctx->fault_delivered, region, start, end);
 	spin_unlock(&ctx->fault_lock);
 }
 
@@ -55,13 +56,15 @@ struct uffdx_premap {
 	pgoff_t index;
 };
 
-static unsigned int uffdx_premap_collect(struct list_head *list,
+static unsigned int uffdx_premap_collect(struct uffdx_ctx *ctx,
+					 struct list_head *list,
 					 struct uffdx_region *region,
 					 pgoff_t start, pgoff_t end,
 					 struct uffdx_premap *pm, unsigned int n)
 {
 	struct uffdx_fault_waiter *w;
 
+	lockdep_assert_held(&ctx->fault_lock);
 	list_for_each_entry(w, list, node) {
 		if (n == UFFDX_PREMAP_MAX)
 			break;
@@ -134,10 +137,10 @@ void uffdx_map_and_wake(struct uffdx_ctx *ctx, struct uffdx_region *region,
 	unsigned int n, i;
 
 	spin_lock(&ctx->fault_lock);
-	n = uffdx_premap_collect(&ctx->fault_delivered, region, start, end,
-				 pm, 0);
-	n = uffdx_premap_collect(&ctx->fault_pending, region, start, end,
-				 pm, n);
+	n = uffdx_premap_collect(ctx, &ctx->fault_delivered, region, start,
+				 end, pm, 0);
+	n = uffdx_premap_collect(ctx, &ctx->fault_pending, region, start,
+				 end, pm, n);
 	spin_unlock(&ctx->fault_lock);
 
 	for (i = 0; i < n; i++) {
@@ -152,8 +155,8 @@ void uffdx_wake_all(struct uffdx_ctx *ctx)
 {
 	spin_lock(&ctx->fault_lock);
 	WRITE_ONCE(ctx->released, true);
-	uffdx_wake_list(&ctx->fault_pending, NULL, 0, 0);
-	uffdx_wake_list(&ctx->fault_delivered, NULL, 0, 0);
+	uffdx_wake_list(ctx, &ctx->fault_pending, NULL, 0, 0);
+	uffdx_wake_list(ctx, &ctx->fault_delivered, NULL, 0, 0);
 	spin_unlock(&ctx->fault_lock);
 }
 
