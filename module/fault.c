@@ -330,6 +330,63 @@ static vm_fault_t uffdx_fault_zero(struct uffdx_region *region,
 	return VM_FAULT_LOCKED;
 }
 
+/* Fault-around window, in pages (a power of two), aligned in the file. */
+#define UFFDX_FAULT_AROUND	16
+
+/*
+ * Map the store's pages around a fault on a present page, as the page
+ * cache's fault-around does, so that a populated region (after fork,
+ * MADV_DONTNEED or a second mmap) costs one fault per window, not one per
+ * page.  ->map_pages cannot do it with exported helpers (it runs under
+ * RCU), so this runs in ->fault, which may sleep: the pages are referenced
+ * under RCU, then each is try-locked, re-checked in its slot and
+ * vm_insert_page()d, the protocol of uffdx_premap_one().  A neighbour that
+ * is locked, moved on or already mapped is simply skipped.
+ */
+static void uffdx_fault_around(struct uffdx_region *region,
+			       struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct page *pages[UFFDX_FAULT_AROUND];
+	pgoff_t index[UFFDX_FAULT_AROUND];
+	pgoff_t first, last, vma_end;
+	unsigned int n = 0, i;
+	void *entry;
+
+	XA_STATE(xas, &region->pages, 0);
+
+	vma_end = vma->vm_pgoff + vma_pages(vma);
+	first = max_t(pgoff_t, ALIGN_DOWN(vmf->pgoff, UFFDX_FAULT_AROUND),
+		      vma->vm_pgoff);
+	last = min_t(pgoff_t, ALIGN_DOWN(vmf->pgoff, UFFDX_FAULT_AROUND) +
+		     UFFDX_FAULT_AROUND, vma_end) - 1;
+
+	xas_set(&xas, first);
+	rcu_read_lock();
+	xas_for_each(&xas, entry, last) {
+		if (xas_retry(&xas, entry))
+			continue;
+		if (xa_is_value(entry) || xas.xa_index == vmf->pgoff)
+			continue;
+		if (!get_page_unless_zero(entry))
+			continue;
+		pages[n] = entry;
+		index[n++] = xas.xa_index;
+	}
+	rcu_read_unlock();
+
+	for (i = 0; i < n; i++) {
+		if (trylock_page(pages[i])) {
+			if (xa_load(&region->pages, index[i]) == pages[i])
+				vm_insert_page(vma, vma->vm_start +
+					       ((index[i] - vma->vm_pgoff) <<
+						PAGE_SHIFT), pages[i]);
+			unlock_page(pages[i]);
+		}
+		put_page(pages[i]);
+	}
+}
+
 static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 {
 	struct uffdx_region *region = vmf->vma->vm_file->private_data;
@@ -369,6 +426,7 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 		page = entry;
 		lock_page(page);
 		if (likely(xa_load(&region->pages, index) == page)) {
+			uffdx_fault_around(region, vmf);
 			vmf->page = page;
 			return VM_FAULT_LOCKED;
 		}
@@ -381,9 +439,9 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 /*
  * Since 6.4 a fault taken under the per-VMA lock reaches ->fault only if
  * the VMA has ->map_pages (vmf_can_call_fault()); otherwise every fault
- * is retried under mmap_lock.  This one maps nothing ahead (fault-around
- * is future work), so that our faults take the per-VMA lock path and do
- * not contend on mmap_lock.
+ * is retried under mmap_lock.  This one maps nothing (fault-around is
+ * done in ->fault, uffdx_fault_around()): it is here so that our faults
+ * take the per-VMA lock path and do not contend on mmap_lock.
  */
 static vm_fault_t uffdx_vm_map_pages(struct vm_fault *vmf, pgoff_t start,
 				     pgoff_t end)

@@ -428,6 +428,49 @@ TEST_F(region, punch_hole_refused_discard_instead)
 	EXPECT_EQ((off_t)self->len, st.st_size);
 }
 
+/*
+ * Fault-around: touching one page of a populated region maps the present
+ * pages of its 16-page window (mincore() reports the PTEs), and a DISCARD
+ * still zaps what fault-around mapped.
+ */
+TEST_F(region, fault_around_maps_window_discard_zaps)
+{
+	unsigned char vec[32];
+	uint8_t *src, *p;
+	int64_t res = 0;
+	uint64_t id = 0;
+	int k, rfd;
+
+	rfd = uffdx_region_create(self->ctx, 32 * ps, 0, &id);
+	ASSERT_LE(0, rfd);
+	src = malloc(32 * ps);
+	ASSERT_NE(NULL, src);
+	fill_pattern(src, 32 * ps, 77);
+	ASSERT_EQ(0, uffdx_copy(self->ctx, id, 0, src, 32 * ps, 0, &res));
+
+	p = mmap(NULL, 32 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, mincore(p, 32 * ps, vec));
+	for (k = 0; k < 32; k++)
+		EXPECT_EQ(0, vec[k] & 1) TH_LOG("page %d mapped before any access", k);
+
+	EXPECT_EQ(src[5 * ps + 3], p[5 * ps + 3]);
+	ASSERT_EQ(0, mincore(p, 32 * ps, vec));
+	for (k = 0; k < 32; k++)
+		EXPECT_EQ(k < 16, vec[k] & 1) TH_LOG("page %d", k);
+	EXPECT_EQ(0, memcmp(p, src, 32 * ps));
+
+	ASSERT_EQ(0, uffdx_discard(self->ctx, id, 9 * ps, ps, &res));
+	ASSERT_EQ(0, mincore(p, 32 * ps, vec));
+	EXPECT_EQ(0, vec[9] & 1);
+	EXPECT_EQ(1, vec[8] & 1);
+	EXPECT_TRUE(is_zero(p + 9 * ps, ps));
+	EXPECT_EQ(0, memcmp(p + 10 * ps, src + 10 * ps, 22 * ps));
+	munmap(p, 32 * ps);
+	close(rfd);
+	free(src);
+}
+
 TEST_F(region, pass_over_unix_socket)
 {
 	int sv[2], status = -1;
