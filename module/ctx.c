@@ -130,7 +130,6 @@ union uffdx_ioctl_arg {
 	struct uffdx_api api;
 	struct uffdx_region_create create;
 	struct uffdx_range range;
-	struct uffdx_region_info info;
 };
 
 struct uffdx_ioctl_desc {

@@ -6,11 +6,12 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/pagemap.h>
+#include <linux/file.h>
 #include <linux/mmap_lock.h>
-#include <linux/sched/mm.h>
+#include <linux/pagemap.h>
 #include <linux/pid_namespace.h>
 #include <linux/poll.h>
+#include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 
 #include "uffdx.h"
@@ -83,17 +84,32 @@ static unsigned int uffdx_premap_collect(struct uffdx_ctx *ctx,
 }
 
 /*
+ * Map @page, which the caller holds a reference on and found at @index of
+ * @region's store, at @addr of @vma.  Only under the page lock and after
+ * re-checking the slot, so that a removal (clear the slot, cycle the page
+ * lock, zap) cannot leave this mapping behind.  Never waits for the page
+ * lock: callers map pages other than the one being faulted, and a page
+ * that is busy is simply left to its own fault.  -EBUSY from
+ * vm_insert_page() means a PTE is there already.
+ */
+static void uffdx_map_page(struct uffdx_region *region,
+			   struct vm_area_struct *vma, unsigned long addr,
+			   pgoff_t index, struct page *page)
+{
+	if (!trylock_page(page))
+		return;
+	if (xa_load(&region->pages, index) == page)
+		vm_insert_page(vma, addr, page);
+	unlock_page(page);
+}
+
+/*
  * Map a freshly filled page into a sleeping faulter's mm before waking it,
  * as UFFDIO_COPY installs its PTE from the handler: the woken thread finds
  * its PTE instead of faulting the page in itself, and the handler, not the
  * faulter, does the work.  Only an optimisation: wherever it would block
  * or the state moved on (mmap_lock contended, page locked, the mapping
  * changed, the page left the store), the faulter's retry maps the page.
- *
- * The page lock is held across the insertion, so a removal, which cycles
- * the page lock after clearing the slot and before zapping, cannot leave
- * this mapping behind.  The mmap_lock is only try-locked under it: the
- * fault path takes them in the other order.
  */
 static void uffdx_premap_one(struct uffdx_region *region,
 			     const struct uffdx_premap *pm)
@@ -111,21 +127,15 @@ static void uffdx_premap_one(struct uffdx_region *region,
 	rcu_read_unlock();
 	page = entry;
 
-	if (!trylock_page(page))
-		goto out_put;
-	if (xa_load(&region->pages, pm->index) != page)
-		goto out_unlock;
-	if (!mmap_read_trylock(pm->mm))
-		goto out_unlock;
-	vma = find_vma(pm->mm, pm->addr);
-	if (vma && vma->vm_start <= pm->addr && vma->vm_ops == &uffdx_vm_ops &&
-	    vma->vm_file->private_data == region &&
-	    linear_page_index(vma, pm->addr) == pm->index)
-		vm_insert_page(vma, pm->addr, page);	/* -EBUSY: mapped */
-	mmap_read_unlock(pm->mm);
-out_unlock:
-	unlock_page(page);
-out_put:
+	if (mmap_read_trylock(pm->mm)) {
+		vma = find_vma(pm->mm, pm->addr);
+		if (vma && vma->vm_start <= pm->addr &&
+		    vma->vm_ops == &uffdx_vm_ops &&
+		    vma->vm_file->private_data == region &&
+		    linear_page_index(vma, pm->addr) == pm->index)
+			uffdx_map_page(region, vma, pm->addr, pm->index, page);
+		mmap_read_unlock(pm->mm);
+	}
 	put_page(page);
 }
 
@@ -227,6 +237,7 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 	bool user = vmf->flags & FAULT_FLAG_USER;
 	struct uffdx_fault_waiter w;
 	unsigned int state;
+	struct file *file;
 	bool must_wait;
 
 	/*
@@ -272,10 +283,13 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 	spin_unlock(&ctx->fault_lock);
 
 	/*
-	 * The mapping (and with it the region file) may go away once the
-	 * fault lock is dropped: hold the region while we sleep on it.
+	 * Once the fault lock is dropped the mapping may go away, and with
+	 * it the last reference on the region file.  Hold the file, not just
+	 * the region: the file pins the module (fops->owner), so no rmmod can
+	 * free the text this thread sleeps in, and the final put happens in
+	 * __fput(), outside it.
 	 */
-	kref_get(&region->kref);
+	file = get_file(vmf->vma->vm_file);
 
 	/* A fill that raced with queueing has either woken us or is seen. */
 	must_wait = uffdx_must_wait(region, w.index);
@@ -299,7 +313,7 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 		spin_unlock(&ctx->fault_lock);
 	}
 
-	uffdx_region_put(region);
+	fput(file);
 	return VM_FAULT_RETRY;
 }
 
@@ -339,9 +353,8 @@ static vm_fault_t uffdx_fault_zero(struct uffdx_region *region,
  * MADV_DONTNEED or a second mmap) costs one fault per window, not one per
  * page.  ->map_pages cannot do it with exported helpers (it runs under
  * RCU), so this runs in ->fault, which may sleep: the pages are referenced
- * under RCU, then each is try-locked, re-checked in its slot and
- * vm_insert_page()d, the protocol of uffdx_premap_one().  A neighbour that
- * is locked, moved on or already mapped is simply skipped.
+ * under RCU, then each goes through uffdx_map_page().  A neighbour that is
+ * locked, moved on or already mapped is simply skipped.
  */
 static void uffdx_fault_around(struct uffdx_region *region,
 			       struct vm_fault *vmf)
@@ -376,13 +389,9 @@ static void uffdx_fault_around(struct uffdx_region *region,
 	rcu_read_unlock();
 
 	for (i = 0; i < n; i++) {
-		if (trylock_page(pages[i])) {
-			if (xa_load(&region->pages, index[i]) == pages[i])
-				vm_insert_page(vma, vma->vm_start +
-					       ((index[i] - vma->vm_pgoff) <<
-						PAGE_SHIFT), pages[i]);
-			unlock_page(pages[i]);
-		}
+		uffdx_map_page(region, vma, vma->vm_start +
+			       ((index[i] - vma->vm_pgoff) << PAGE_SHIFT),
+			       index[i], pages[i]);
 		put_page(pages[i]);
 	}
 }
@@ -410,11 +419,8 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 		rcu_read_unlock();
 
 		if (!entry) {
-			if (uffdx_region_armed(region, index)) {
-				if (READ_ONCE(region->ctx->released))
-					return VM_FAULT_SIGBUS;
+			if (uffdx_region_armed(region, index))
 				return uffdx_handle_missing(region, vmf);
-			}
 			ret = uffdx_fault_zero(region, vmf, &vmf->page);
 			if (ret)
 				return ret;

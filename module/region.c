@@ -79,7 +79,7 @@ static void uffdx_region_free(struct kref *kref)
 			uffdx_free_page(ctx, entry);
 	}
 	xa_destroy(&region->pages);
-	bitmap_free(region->armed);
+	kvfree(region->armed);
 	iput(region->inode);
 	uffdx_ctx_put(ctx);
 	kfree_rcu(region, rcu);
@@ -173,7 +173,9 @@ static int uffdx_set_armed(struct uffdx_region *region, pgoff_t start,
 	mutex_lock(&region->lock);
 	armed = region->armed;
 	if (!armed && arm) {
-		armed = bitmap_zalloc(region->npages, GFP_KERNEL_ACCOUNT);
+		/* Up to 32 MiB for a 1 TiB region: vmalloc if need be. */
+		armed = kvcalloc(BITS_TO_LONGS(region->npages), sizeof(long),
+				 GFP_KERNEL_ACCOUNT);
 		if (!armed) {
 			mutex_unlock(&region->lock);
 			return -ENOMEM;
@@ -464,7 +466,11 @@ int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 	inode->i_flags |= S_NOCMTIME;
 	region->inode = inode;
 
-	ret = xa_alloc(&ctx->regions, &id, region, xa_limit_32b, GFP_KERNEL);
+	/*
+	 * Reserve the id; the region is published only once it is complete
+	 * (ids are sequential: another thread may look it up at once).
+	 */
+	ret = xa_alloc(&ctx->regions, &id, NULL, xa_limit_32b, GFP_KERNEL);
 	if (ret)
 		goto out_iput;
 	region->id = id;
@@ -494,6 +500,9 @@ int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 	kref_get(&ctx->kref);
 	region->ctx = ctx;
 	file->private_data = region;
+	/* Replaces the reserved entry: nothing to allocate, cannot fail. */
+	WARN_ON_ONCE(xa_is_err(xa_store(&ctx->regions, id, region,
+					GFP_KERNEL)));
 
 	rc->region_id = id;
 	rc->fd = fd;

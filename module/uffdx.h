@@ -86,8 +86,10 @@ struct uffdx_ctx {
  *  - Fills only turn holes into entries, with xa_cmpxchg().
  *
  * Lifetime: @kref is held by the region file and, temporarily, by ioctls
- * and sleeping faults.  The region holds a reference on its inode (the
- * address_space every mapping of it uses) and on its owning context.
+ * that looked the region up by id; a sleeping fault holds the file itself
+ * (which also pins the module).  The region holds a reference on its inode
+ * (the address_space every mapping of it uses) and on its owning context.
+ * It enters its context's id table only once complete.
  */
 struct uffdx_region {
 	struct kref kref;
