@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -469,6 +470,78 @@ TEST_F(region, fault_around_maps_window_discard_zaps)
 	munmap(p, 32 * ps);
 	close(rfd);
 	free(src);
+}
+
+/* A 1 TiB region (the largest) can be armed: the bitmap is 32 MiB. */
+TEST_F(region, arm_largest_region)
+{
+	uint64_t len = 1ULL << 40, id = 0;
+	int64_t res = 0;
+	int rfd;
+
+	rfd = uffdx_region_create(self->ctx, len, 0, &id);
+	ASSERT_LE(0, rfd) TH_LOG("%s", strerror(-rfd));
+	EXPECT_EQ(0, uffdx_arm(self->ctx, id, 0, len, UFFDX_ARM_MISSING));
+	/* armed at both ends: a fill works, a second one finds the page */
+	EXPECT_EQ(0, uffdx_zero(self->ctx, id, len - ps, ps, 0, &res));
+	EXPECT_EQ(-EEXIST, uffdx_zero(self->ctx, id, len - ps, ps, 0, &res));
+	EXPECT_EQ(0, uffdx_disarm(self->ctx, id, 0, len));
+	close(rfd);
+}
+
+struct create_race {
+	int ctx;
+	uint64_t first_id;
+	unsigned int n;
+	volatile int stop;
+	int bad_errno;
+};
+
+static void *create_race_prober(void *arg)
+{
+	struct create_race *cr = arg;
+	struct uffdx_range r;
+	unsigned int i;
+
+	while (!cr->stop) {
+		for (i = 0; i < cr->n; i++) {
+			memset(&r, 0, sizeof(r));
+			r.size = sizeof(r);
+			r.region_id = cr->first_id + i;
+			r.len = ps;
+			if (ioctl(cr->ctx, UFFDX_IOC_ZERO, &r) &&
+			    errno != ENOENT && errno != EEXIST)
+				cr->bad_errno = errno;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Region ids are the lowest free ones, so another thread can name a region
+ * while it is being created: it must find either nothing (ENOENT) or a complete
+ * region, never a half-built one (the kernel log scan catches a crash).
+ */
+TEST_F(region, lookup_races_with_create)
+{
+	struct create_race cr = { .ctx = self->ctx, .first_id = self->id + 1,
+				  .n = 200 };
+	unsigned int i;
+	uint64_t id;
+	pthread_t th;
+	int fd;
+
+	ASSERT_EQ(0, pthread_create(&th, NULL, create_race_prober, &cr));
+	for (i = 0; i < cr.n; i++) {
+		fd = uffdx_region_create(self->ctx, ps, 0, &id);
+		ASSERT_LE(0, fd);
+		/* ids are the lowest free ones: within the probed range */
+		EXPECT_TRUE(id >= cr.first_id && id < cr.first_id + cr.n);
+		close(fd);
+	}
+	cr.stop = 1;
+	pthread_join(th, NULL);
+	EXPECT_EQ(0, cr.bad_errno) TH_LOG("%s", strerror(cr.bad_errno));
 }
 
 TEST_F(region, pass_over_unix_socket)
