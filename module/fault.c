@@ -7,7 +7,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/file.h>
-#include <linux/mmap_lock.h>
+#include <linux/mm.h>		/* mmap_read_trylock(); 5.10 mmap_lock.h is not self-contained */
 #include <linux/pagemap.h>
 #include <linux/pid_namespace.h>
 #include <linux/poll.h>
