@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * uffdx contexts: one per open() of /dev/uffdx.  API negotiation, the ioctl
- * dispatcher for the size-extensible argument structs, and the event queue
- * read with read() and poll().
+ * dispatcher with its argument checks and user copies for the
+ * size-extensible structs, and the event queue read with read() and poll().
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/capability.h>
+#include <linux/cred.h>
 #include <linux/memcontrol.h>
 #include <linux/module.h>
 #include <linux/pid_namespace.h>
 #include <linux/poll.h>
 #include <linux/sched/signal.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
@@ -24,21 +26,17 @@ u64 uffdx_supported_features(void)
 	       UFFDX_FEATURE_POISON | UFFDX_FEATURE_KERNEL_FAULTS;
 }
 
-#define UFFDX_BIT(nr)	BIT_ULL(nr)
-#define UFFDX_CTX_IOCTLS (UFFDX_BIT(_UFFDX_API) |			\
-			  UFFDX_BIT(_UFFDX_REGION_CREATE) |		\
-			  UFFDX_BIT(_UFFDX_ARM) | UFFDX_BIT(_UFFDX_DISARM) |	\
-			  UFFDX_BIT(_UFFDX_COPY) | UFFDX_BIT(_UFFDX_ZERO) |	\
-			  UFFDX_BIT(_UFFDX_POISON) | UFFDX_BIT(_UFFDX_WAKE) |	\
-			  UFFDX_BIT(_UFFDX_DISCARD))
-
 static void uffdx_ctx_free(struct kref *kref)
 {
 	struct uffdx_ctx *ctx = container_of(kref, struct uffdx_ctx, kref);
 
 	WARN_ON_ONCE(!xa_empty(&ctx->regions));
-	WARN_ON_ONCE(atomic_long_read(&ctx->nr_pages));
 	xa_destroy(&ctx->regions);
+	/* Pages still pinned by others are theirs now: let go, uncharge. */
+	uffdx_limbo_reap(ctx, true);
+	WARN_ON_ONCE(atomic_long_read(&ctx->charged));
+	uffdx_unaccount_ctx(ctx);
+	uffdx_user_put(ctx->user);
 	uffdx_put_memcg(ctx->memcg);
 	put_pid_ns(ctx->pidns);
 	kfree(ctx);
@@ -54,9 +52,25 @@ bool uffdx_ctx_ready(struct uffdx_ctx *ctx)
 	return atomic_read_acquire(&ctx->api_state) == UFFDX_API_READY;
 }
 
+/* Has the context's file been closed?  (uffdx_release_waiters()) */
+bool uffdx_ctx_released(struct uffdx_ctx *ctx)
+{
+	return READ_ONCE(ctx->released);
+}
+
+/*
+ * A context needs a file open for reading and writing: an O_RDONLY open
+ * must not be enough to create regions, fill them or take faults, in case
+ * the node is made readable for more users than may drive it.
+ */
 static int uffdx_ctx_open(struct inode *inode, struct file *file)
 {
 	struct uffdx_ctx *ctx;
+	int ret;
+
+	if ((file->f_mode & (FMODE_READ | FMODE_WRITE)) !=
+	    (FMODE_READ | FMODE_WRITE))
+		return -EACCES;
 
 	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
 	if (!ctx)
@@ -65,17 +79,36 @@ static int uffdx_ctx_open(struct inode *inode, struct file *file)
 	kref_init(&ctx->kref);
 	atomic_set(&ctx->api_state, UFFDX_API_NEW);
 	xa_init_flags(&ctx->regions, XA_FLAGS_ALLOC1);
+	atomic_set(&ctx->nr_regions, 0);
 	spin_lock_init(&ctx->fault_lock);
 	INIT_LIST_HEAD(&ctx->fault_pending);
 	INIT_LIST_HEAD(&ctx->fault_delivered);
 	init_waitqueue_head(&ctx->read_wqh);
-	atomic_long_set(&ctx->nr_pages, 0);
-	ctx->max_pages = READ_ONCE(uffdx_max_pages_per_context);
+	atomic_long_set(&ctx->charged, 0);
+	spin_lock_init(&ctx->limbo_lock);
+	INIT_LIST_HEAD(&ctx->limbo);
+	/* The opener's credentials decide, not those of later callers. */
+	ctx->may_kernel_faults = file_ns_capable(file, &init_user_ns,
+						 CAP_SYS_PTRACE);
+	ctx->user = uffdx_user_get(file->f_cred->euid);
+	if (!ctx->user) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	ret = uffdx_account_ctx(ctx);
+	if (ret)
+		goto out_put_user;
 	ctx->memcg = uffdx_get_memcg(current->mm);
 	ctx->pidns = get_pid_ns(task_active_pid_ns(current));
 
 	file->private_data = ctx;
 	return nonseekable_open(inode, file);
+
+out_put_user:
+	uffdx_user_put(ctx->user);
+out_free:
+	kfree(ctx);
+	return ret;
 }
 
 /*
@@ -87,9 +120,61 @@ static int uffdx_ctx_release(struct inode *inode, struct file *file)
 {
 	struct uffdx_ctx *ctx = file->private_data;
 
-	uffdx_wake_all(ctx);
+	uffdx_release_waiters(ctx);
 	uffdx_ctx_put(ctx);
 	return 0;
+}
+
+/*
+ * Argument structs by ioctl number: the size of version 1, of this build,
+ * and the feature a context must have negotiated to use the ioctl (REGIONS
+ * is always granted).
+ */
+union uffdx_ioctl_arg {
+	struct uffdx_api api;
+	struct uffdx_region_create create;
+	struct uffdx_range range;
+};
+
+struct uffdx_ioctl_desc {
+	size_t min_size;
+	size_t size;
+	u64 feature;
+};
+
+#define UFFDX_IOCTL_DESC(nr, type, feat) \
+	[nr] = { .min_size = sizeof(type), .size = sizeof(type), \
+		 .feature = (feat) }
+
+static const struct uffdx_ioctl_desc uffdx_ctx_ioctls[] = {
+	UFFDX_IOCTL_DESC(_UFFDX_API, struct uffdx_api, UFFDX_FEATURE_REGIONS),
+	UFFDX_IOCTL_DESC(_UFFDX_REGION_CREATE, struct uffdx_region_create,
+			 UFFDX_FEATURE_REGIONS),
+	UFFDX_IOCTL_DESC(_UFFDX_ARM, struct uffdx_range, UFFDX_FEATURE_MISSING),
+	UFFDX_IOCTL_DESC(_UFFDX_DISARM, struct uffdx_range,
+			 UFFDX_FEATURE_MISSING),
+	UFFDX_IOCTL_DESC(_UFFDX_COPY, struct uffdx_range, UFFDX_FEATURE_MISSING),
+	UFFDX_IOCTL_DESC(_UFFDX_ZERO, struct uffdx_range, UFFDX_FEATURE_MISSING),
+	UFFDX_IOCTL_DESC(_UFFDX_POISON, struct uffdx_range,
+			 UFFDX_FEATURE_POISON),
+	UFFDX_IOCTL_DESC(_UFFDX_WAKE, struct uffdx_range, UFFDX_FEATURE_MISSING),
+	UFFDX_IOCTL_DESC(_UFFDX_DISCARD, struct uffdx_range,
+			 UFFDX_FEATURE_REGIONS),
+};
+
+/* The ioctls a context that negotiated @features may use. */
+static u64 uffdx_ioctls_for(u64 features)
+{
+	u64 ioctls = 0;
+	unsigned int nr;
+
+	for (nr = 0; nr < ARRAY_SIZE(uffdx_ctx_ioctls); nr++) {
+		const struct uffdx_ioctl_desc *d = &uffdx_ctx_ioctls[nr];
+
+		if (d->size && (d->feature & features) == d->feature)
+			ioctls |= BIT_ULL(nr);
+	}
+	return ioctls;
 }
 
 static int uffdx_api(struct uffdx_ctx *ctx, struct uffdx_api *api,
@@ -104,7 +189,7 @@ static int uffdx_api(struct uffdx_ctx *ctx, struct uffdx_api *api,
 		return -EINVAL;
 	if (wanted & ~supported)
 		return -EINVAL;
-	if ((wanted & UFFDX_FEATURE_KERNEL_FAULTS) && !capable(CAP_SYS_PTRACE))
+	if ((wanted & UFFDX_FEATURE_KERNEL_FAULTS) && !ctx->may_kernel_faults)
 		return -EPERM;
 
 	/* One negotiation per context; a failed one may be retried. */
@@ -112,8 +197,9 @@ static int uffdx_api(struct uffdx_ctx *ctx, struct uffdx_api *api,
 	    UFFDX_API_NEW)
 		return -EINVAL;
 
+	wanted |= UFFDX_FEATURE_REGIONS;
 	api->features = supported;
-	api->ioctls = UFFDX_CTX_IOCTLS;
+	api->ioctls = uffdx_ioctls_for(wanted);
 	api->module_version = UFFDX_VERSION_CODE;
 	ret = uffdx_copy_out(uarg, usize, api, sizeof(*api));
 	if (ret) {
@@ -121,36 +207,21 @@ static int uffdx_api(struct uffdx_ctx *ctx, struct uffdx_api *api,
 		return ret;
 	}
 	ctx->features = wanted;
+	ctx->ioctls = api->ioctls;
 	atomic_set_release(&ctx->api_state, UFFDX_API_READY);
 	return 0;
 }
 
-/* Argument structs, by ioctl number: size of version 1 and of this build. */
-union uffdx_ioctl_arg {
-	struct uffdx_api api;
-	struct uffdx_region_create create;
-	struct uffdx_range range;
-};
-
-struct uffdx_ioctl_desc {
-	size_t min_size;
-	size_t size;
-};
-
-#define UFFDX_IOCTL_DESC(nr, type) \
-	[nr] = { .min_size = sizeof(type), .size = sizeof(type) }
-
-static const struct uffdx_ioctl_desc uffdx_ctx_ioctls[] = {
-	UFFDX_IOCTL_DESC(_UFFDX_API, struct uffdx_api),
-	UFFDX_IOCTL_DESC(_UFFDX_REGION_CREATE, struct uffdx_region_create),
-	UFFDX_IOCTL_DESC(_UFFDX_ARM, struct uffdx_range),
-	UFFDX_IOCTL_DESC(_UFFDX_DISARM, struct uffdx_range),
-	UFFDX_IOCTL_DESC(_UFFDX_COPY, struct uffdx_range),
-	UFFDX_IOCTL_DESC(_UFFDX_ZERO, struct uffdx_range),
-	UFFDX_IOCTL_DESC(_UFFDX_POISON, struct uffdx_range),
-	UFFDX_IOCTL_DESC(_UFFDX_WAKE, struct uffdx_range),
-	UFFDX_IOCTL_DESC(_UFFDX_DISCARD, struct uffdx_range),
-};
+/*
+ * Is @cmd the ioctl @nr of ours?  Type, number and direction are checked;
+ * the size encoded in the number is not used (the struct's own leading
+ * size field is), on context and region fds alike.
+ */
+bool uffdx_ioctl_cmd_ok(unsigned int cmd, unsigned int nr)
+{
+	return _IOC_TYPE(cmd) == UFFDX_IOC_MAGIC && _IOC_NR(cmd) == nr &&
+	       _IOC_DIR(cmd) == (_IOC_READ | _IOC_WRITE);
+}
 
 /*
  * Copy in a size-extensible argument: the struct's own leading __u32 size
@@ -177,6 +248,18 @@ int uffdx_copy_in(void *karg, size_t min_size, size_t ksize,
 	return 0;
 }
 
+/*
+ * Copy a size-extensible output struct back: as much of it as the caller's
+ * struct holds (an older caller gets the prefix it knows).
+ */
+int uffdx_copy_out(void __user *uarg, u32 usize, const void *karg,
+		   size_t ksize)
+{
+	if (copy_to_user(uarg, karg, min_t(size_t, usize, ksize)))
+		return -EFAULT;
+	return 0;
+}
+
 static long uffdx_ctx_ioctl(struct file *file, unsigned int cmd,
 			    unsigned long arg)
 {
@@ -188,11 +271,12 @@ static long uffdx_ctx_ioctl(struct file *file, unsigned int cmd,
 	u32 usize;
 	int ret;
 
-	if (_IOC_TYPE(cmd) != UFFDX_IOC_MAGIC ||
-	    _IOC_DIR(cmd) != (_IOC_READ | _IOC_WRITE) ||
-	    nr >= ARRAY_SIZE(uffdx_ctx_ioctls) || !uffdx_ctx_ioctls[nr].size)
+	if (nr >= ARRAY_SIZE(uffdx_ctx_ioctls) || !uffdx_ctx_ioctls[nr].size ||
+	    !uffdx_ioctl_cmd_ok(cmd, nr))
 		return -ENOTTY;
-	if (nr != _UFFDX_API && !uffdx_ctx_ready(ctx))
+	/* Before the API, and ioctls of features not negotiated: -EINVAL. */
+	if (nr != _UFFDX_API &&
+	    (!uffdx_ctx_ready(ctx) || !(ctx->ioctls & BIT_ULL(nr))))
 		return -EINVAL;
 
 	desc = &uffdx_ctx_ioctls[nr];
@@ -208,6 +292,67 @@ static long uffdx_ctx_ioctl(struct file *file, unsigned int cmd,
 	default:
 		return uffdx_region_range_op(ctx, nr, &karg.range, uarg);
 	}
+}
+
+/*
+ * The event queue.  A faulter queues its waiter on fault_pending
+ * (fault.c); read() moves it to fault_delivered; a fill or wake takes it
+ * off either list.
+ *
+ * uffdx_events_pending() is lockless: a hint for poll() and read()'s
+ * wait.  Callers have queued themselves on read_wqh first (poll_wait(), or
+ * wait_event()'s set_current_state()) and a faulter calls wake_up_poll()
+ * after queueing its event, so an event queued before the check is seen,
+ * and one queued after it wakes the caller.  A stale "pending" only costs
+ * a retry.
+ */
+static bool uffdx_events_pending(struct uffdx_ctx *ctx)
+{
+	smp_mb();	/* order the check after queueing on read_wqh */
+	return !list_empty(&ctx->fault_pending);
+}
+
+/* Take the oldest pending event; it moves to the delivered list. */
+static int uffdx_read_event(struct uffdx_ctx *ctx, struct uffdx_event *ev,
+			    u64 *seq)
+{
+	struct uffdx_fault_waiter *w;
+
+	spin_lock(&ctx->fault_lock);
+	if (list_empty(&ctx->fault_pending)) {
+		spin_unlock(&ctx->fault_lock);
+		return -EAGAIN;
+	}
+	w = list_last_entry(&ctx->fault_pending, struct uffdx_fault_waiter,
+			    node);
+	list_move(&w->node, &ctx->fault_delivered);
+	*ev = w->event;
+	*seq = w->seq;
+	spin_unlock(&ctx->fault_lock);
+	return 0;
+}
+
+/*
+ * Put back an event read() could not copy out, if its fault still waits,
+ * and say so to the other readers and to edge-triggered epoll: for them
+ * it is a new event.
+ */
+static void uffdx_unread_event(struct uffdx_ctx *ctx, u64 seq)
+{
+	struct uffdx_fault_waiter *w;
+	bool back = false;
+
+	spin_lock(&ctx->fault_lock);
+	list_for_each_entry(w, &ctx->fault_delivered, node) {
+		if (w->seq == seq) {
+			list_move_tail(&w->node, &ctx->fault_pending);
+			back = true;
+			break;
+		}
+	}
+	spin_unlock(&ctx->fault_lock);
+	if (back)
+		wake_up_poll(&ctx->read_wqh, EPOLLIN);
 }
 
 /*
@@ -249,14 +394,46 @@ static ssize_t uffdx_ctx_read(struct file *file, char __user *buf,
 	return done;
 }
 
+/*
+ * poll_wait() comes first, whatever the state, as in userfaultfd: an epoll
+ * that registers before the API is negotiated must still be woken by the
+ * events that come after it.
+ */
 static __poll_t uffdx_ctx_poll(struct file *file, poll_table *wait)
 {
 	struct uffdx_ctx *ctx = file->private_data;
 
+	poll_wait(file, &ctx->read_wqh, wait);
 	if (!uffdx_ctx_ready(ctx))
 		return EPOLLERR;
-	poll_wait(file, &ctx->read_wqh, wait);
 	return uffdx_events_pending(ctx) ? EPOLLIN | EPOLLRDNORM : 0;
+}
+
+/* /proc/pid/fdinfo/N: who holds what, for an admin and uffdx-info. */
+static void uffdx_ctx_show_fdinfo(struct seq_file *m, struct file *file)
+{
+	struct uffdx_ctx *ctx = file->private_data;
+	unsigned int pending = 0, delivered = 0;
+	struct uffdx_fault_waiter *w;
+
+	spin_lock(&ctx->fault_lock);
+	list_for_each_entry(w, &ctx->fault_pending, node)
+		pending++;
+	list_for_each_entry(w, &ctx->fault_delivered, node)
+		delivered++;
+	spin_unlock(&ctx->fault_lock);
+
+	seq_printf(m, "uffdx-uid:\t%u\n",
+		   from_kuid_munged(seq_user_ns(m), ctx->user->uid));
+	seq_printf(m, "uffdx-features:\t%#llx\n",
+		   uffdx_ctx_ready(ctx) ? ctx->features : 0);
+	seq_printf(m, "uffdx-regions:\t%d\n", atomic_read(&ctx->nr_regions));
+	seq_printf(m, "uffdx-charged-pages:\t%lu\n",
+		   DIV_ROUND_UP((unsigned long)atomic_long_read(&ctx->charged),
+				UFFDX_PAGE_UNITS));
+	seq_printf(m, "uffdx-limbo-pages:\t%lu\n", READ_ONCE(ctx->nr_limbo));
+	seq_printf(m, "uffdx-events-pending:\t%u\n", pending);
+	seq_printf(m, "uffdx-events-delivered:\t%u\n", delivered);
 }
 
 const struct file_operations uffdx_ctx_fops = {
@@ -267,4 +444,5 @@ const struct file_operations uffdx_ctx_fops = {
 	.poll = uffdx_ctx_poll,
 	.unlocked_ioctl = uffdx_ctx_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
+	.show_fdinfo = uffdx_ctx_show_fdinfo,
 };

@@ -84,23 +84,25 @@ static unsigned int uffdx_premap_collect(struct uffdx_ctx *ctx,
 }
 
 /*
- * Map @page, which the caller holds a reference on and found at @index of
- * @region's store, at @addr of @vma.  Only under the page lock and after
- * re-checking the slot, so that a removal (clear the slot, cycle the page
+ * Map the store's page at @index, if it is there and not busy, at @addr of
+ * @vma: only under the page lock and after re-checking the slot
+ * (uffdx_store_lock()), so that a removal (clear the slot, cycle the page
  * lock, zap) cannot leave this mapping behind.  Never waits for the page
  * lock: callers map pages other than the one being faulted, and a page
  * that is busy is simply left to its own fault.  -EBUSY from
  * vm_insert_page() means a PTE is there already.
  */
-static void uffdx_map_page(struct uffdx_region *region,
-			   struct vm_area_struct *vma, unsigned long addr,
-			   pgoff_t index, struct page *page)
+static void uffdx_map_index(struct uffdx_region *region,
+			    struct vm_area_struct *vma, unsigned long addr,
+			    pgoff_t index)
 {
-	if (!trylock_page(page))
+	struct page *page = uffdx_store_lock(region, index, false, NULL);
+
+	if (!page)
 		return;
-	if (xa_load(&region->pages, index) == page)
-		vm_insert_page(vma, addr, page);
+	vm_insert_page(vma, addr, page);
 	unlock_page(page);
+	put_page(page);
 }
 
 /*
@@ -115,28 +117,16 @@ static void uffdx_premap_one(struct uffdx_region *region,
 			     const struct uffdx_premap *pm)
 {
 	struct vm_area_struct *vma;
-	struct page *page;
-	void *entry;
 
-	rcu_read_lock();
-	entry = xa_load(&region->pages, pm->index);
-	if (!entry || xa_is_value(entry) || !get_page_unless_zero(entry)) {
-		rcu_read_unlock();
+	if (!mmap_read_trylock(pm->mm))
 		return;
-	}
-	rcu_read_unlock();
-	page = entry;
-
-	if (mmap_read_trylock(pm->mm)) {
-		vma = find_vma(pm->mm, pm->addr);
-		if (vma && vma->vm_start <= pm->addr &&
-		    vma->vm_ops == &uffdx_vm_ops &&
-		    vma->vm_file->private_data == region &&
-		    linear_page_index(vma, pm->addr) == pm->index)
-			uffdx_map_page(region, vma, pm->addr, pm->index, page);
-		mmap_read_unlock(pm->mm);
-	}
-	put_page(page);
+	vma = find_vma(pm->mm, pm->addr);
+	if (vma && vma->vm_start <= pm->addr &&
+	    vma->vm_ops == &uffdx_vm_ops &&
+	    vma->vm_file->private_data == region &&
+	    linear_page_index(vma, pm->addr) == pm->index)
+		uffdx_map_index(region, vma, pm->addr, pm->index);
+	mmap_read_unlock(pm->mm);
 }
 
 /* After a fill of [@start, @end): map the page for its waiters, wake them. */
@@ -160,60 +150,17 @@ void uffdx_map_and_wake(struct uffdx_ctx *ctx, struct uffdx_region *region,
 	uffdx_wake_range(ctx, region, start, end);
 }
 
-/* Release: no new waiters, and every current one wakes up. */
-void uffdx_wake_all(struct uffdx_ctx *ctx)
+/*
+ * The context is released (its file closed): mark it, so that no new
+ * waiter queues, and wake every current one; they find it released and
+ * raise SIGBUS.
+ */
+void uffdx_release_waiters(struct uffdx_ctx *ctx)
 {
 	spin_lock(&ctx->fault_lock);
 	WRITE_ONCE(ctx->released, true);
 	uffdx_wake_list(ctx, &ctx->fault_pending, NULL, 0, 0);
 	uffdx_wake_list(ctx, &ctx->fault_delivered, NULL, 0, 0);
-	spin_unlock(&ctx->fault_lock);
-}
-
-/*
- * Lockless: a hint for poll() and read()'s wait.  Callers have queued
- * themselves on read_wqh first (poll_wait(), or wait_event()'s
- * set_current_state()) and a faulter calls wake_up_poll() after queueing
- * its event, so an event queued before the check is seen, and one queued
- * after it wakes the caller.  A stale "pending" only costs a retry.
- */
-bool uffdx_events_pending(struct uffdx_ctx *ctx)
-{
-	smp_mb();	/* order the check after queueing on read_wqh */
-	return !list_empty(&ctx->fault_pending);
-}
-
-/* Take the oldest pending event; it moves to the delivered list. */
-int uffdx_read_event(struct uffdx_ctx *ctx, struct uffdx_event *ev, u64 *seq)
-{
-	struct uffdx_fault_waiter *w;
-
-	spin_lock(&ctx->fault_lock);
-	if (list_empty(&ctx->fault_pending)) {
-		spin_unlock(&ctx->fault_lock);
-		return -EAGAIN;
-	}
-	w = list_last_entry(&ctx->fault_pending, struct uffdx_fault_waiter,
-			    node);
-	list_move(&w->node, &ctx->fault_delivered);
-	*ev = w->event;
-	*seq = w->seq;
-	spin_unlock(&ctx->fault_lock);
-	return 0;
-}
-
-/* Put back an event read() could not copy out, if its fault still waits. */
-void uffdx_unread_event(struct uffdx_ctx *ctx, u64 seq)
-{
-	struct uffdx_fault_waiter *w;
-
-	spin_lock(&ctx->fault_lock);
-	list_for_each_entry(w, &ctx->fault_delivered, node) {
-		if (w->seq == seq) {
-			list_move_tail(&w->node, &ctx->fault_pending);
-			break;
-		}
-	}
 	spin_unlock(&ctx->fault_lock);
 }
 
@@ -241,6 +188,13 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 	bool must_wait;
 
 	/*
+	 * An exiting task (its clear_child_tid write, or a kernel-mode
+	 * access after exit began) must not wait for a handler that may be
+	 * itself: as handle_userfault() does, fail the access.
+	 */
+	if (current->flags & PF_EXITING)
+		return VM_FAULT_SIGBUS;
+	/*
 	 * Faults taken in kernel mode (syscall buffers, GUP) stall a
 	 * syscall at the handler's will: a known exploitation primitive.
 	 * They fail unless the context asked for them (CAP_SYS_PTRACE).
@@ -264,7 +218,8 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 	w.event = (struct uffdx_event) {
 		.type = UFFDX_EVENT_PAGEFAULT,
 		.flags = (vmf->flags & FAULT_FLAG_WRITE ? UFFDX_PF_WRITE : 0) |
-			 (user ? 0 : UFFDX_PF_KERNEL),
+			 (user ? 0 : UFFDX_PF_KERNEL) |
+			 (current->mm != w.mm ? UFFDX_PF_REMOTE : 0),
 		.address = vmf->address & PAGE_MASK,
 		.region_id = region->id,
 		.offset = (u64)vmf->pgoff << PAGE_SHIFT,
@@ -317,33 +272,6 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 	return VM_FAULT_RETRY;
 }
 
-/*
- * Populate a hole that is not armed (or whose handler is gone): a zeroed
- * page, published locked so that it is mapped before anyone can remove it.
- */
-static vm_fault_t uffdx_fault_zero(struct uffdx_region *region,
-				   struct vm_fault *vmf, struct page **pagep)
-{
-	struct page *page;
-	void *old;
-
-	page = uffdx_alloc_page(region->ctx, true);
-	if (!page)
-		return VM_FAULT_SIGBUS;	/* limit: never the OOM killer */
-	lock_page(page);	/* unpublished: cannot block */
-	old = xa_cmpxchg(&region->pages, vmf->pgoff, NULL, page,
-			 GFP_KERNEL_ACCOUNT);
-	if (old) {
-		unlock_page(page);
-		uffdx_free_page(region->ctx, page);
-		return xa_is_err(old) ? VM_FAULT_SIGBUS : 0;	/* 0: look again */
-	}
-	atomic_long_inc(&region->resident);
-	get_page(page);		/* the mapping's reference */
-	*pagep = page;
-	return VM_FAULT_LOCKED;
-}
-
 /* Fault-around window, in pages (a power of two), aligned in the file. */
 #define UFFDX_FAULT_AROUND	16
 
@@ -351,48 +279,28 @@ static vm_fault_t uffdx_fault_zero(struct uffdx_region *region,
  * Map the store's pages around a fault on a present page, as the page
  * cache's fault-around does, so that a populated region (after fork,
  * MADV_DONTNEED or a second mmap) costs one fault per window, not one per
- * page.  ->map_pages cannot do it with exported helpers (it runs under
- * RCU), so this runs in ->fault, which may sleep: the pages are referenced
- * under RCU, then each goes through uffdx_map_page().  A neighbour that is
- * locked, moved on or already mapped is simply skipped.
+ * page (a fork copies the PTEs of a VM_MIXEDMAP mapping, so it costs
+ * nothing).  ->map_pages cannot do it with exported helpers (it runs under
+ * RCU), so this runs in ->fault, which may sleep: each neighbour goes
+ * through uffdx_map_index(), and one that is a hole, locked, moved on or
+ * already mapped is simply skipped.
  */
 static void uffdx_fault_around(struct uffdx_region *region,
 			       struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
-	struct page *pages[UFFDX_FAULT_AROUND];
-	pgoff_t index[UFFDX_FAULT_AROUND];
-	pgoff_t first, last, vma_end;
-	unsigned int n = 0, i;
-	void *entry;
+	pgoff_t first, last, index;
 
-	XA_STATE(xas, &region->pages, 0);
-
-	vma_end = vma->vm_pgoff + vma_pages(vma);
 	first = max_t(pgoff_t, ALIGN_DOWN(vmf->pgoff, UFFDX_FAULT_AROUND),
 		      vma->vm_pgoff);
 	last = min_t(pgoff_t, ALIGN_DOWN(vmf->pgoff, UFFDX_FAULT_AROUND) +
-		     UFFDX_FAULT_AROUND, vma_end) - 1;
+		     UFFDX_FAULT_AROUND, vma->vm_pgoff + vma_pages(vma));
 
-	xas_set(&xas, first);
-	rcu_read_lock();
-	xas_for_each(&xas, entry, last) {
-		if (xas_retry(&xas, entry))
+	for (index = first; index < last; index++) {
+		if (index == vmf->pgoff)
 			continue;
-		if (xa_is_value(entry) || xas.xa_index == vmf->pgoff)
-			continue;
-		if (!get_page_unless_zero(entry))
-			continue;
-		pages[n] = entry;
-		index[n++] = xas.xa_index;
-	}
-	rcu_read_unlock();
-
-	for (i = 0; i < n; i++) {
-		uffdx_map_page(region, vma, vma->vm_start +
-			       ((index[i] - vma->vm_pgoff) << PAGE_SHIFT),
-			       index[i], pages[i]);
-		put_page(pages[i]);
+		uffdx_map_index(region, vma, vma->vm_start +
+				((index - vma->vm_pgoff) << PAGE_SHIFT), index);
 	}
 }
 
@@ -401,43 +309,36 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 	struct uffdx_region *region = vmf->vma->vm_file->private_data;
 	pgoff_t index = vmf->pgoff;
 	struct page *page;
-	vm_fault_t ret;
 	void *entry;
+	int ret;
 
 	if (index >= region->npages)
 		return VM_FAULT_SIGBUS;
 
 	for (;;) {
-		/* The page cache's speculative lookup: ref, lock, re-check. */
-		rcu_read_lock();
-		entry = xa_load(&region->pages, index);
-		if (entry && !xa_is_value(entry) &&
-		    !get_page_unless_zero(entry)) {
-			rcu_read_unlock();
-			continue;
-		}
-		rcu_read_unlock();
-
-		if (!entry) {
-			if (uffdx_region_armed(region, index))
-				return uffdx_handle_missing(region, vmf);
-			ret = uffdx_fault_zero(region, vmf, &vmf->page);
-			if (ret)
-				return ret;
-			continue;
-		}
-		if (xa_is_value(entry))		/* poisoned */
-			return VM_FAULT_SIGBUS;
-
-		page = entry;
-		lock_page(page);
-		if (likely(xa_load(&region->pages, index) == page)) {
+		page = uffdx_store_lock(region, index, true, &entry);
+		if (page) {
 			uffdx_fault_around(region, vmf);
 			vmf->page = page;
 			return VM_FAULT_LOCKED;
 		}
-		unlock_page(page);
-		put_page(page);
+		if (entry)			/* poisoned */
+			return VM_FAULT_SIGBUS;
+
+		/*
+		 * A hole.  A core dump (get_dump_page(), PF_DUMPCORE) reads
+		 * what is there: it neither populates the hole nor waits for
+		 * a handler; the dump gets zeroes.
+		 */
+		if (current->flags & PF_DUMPCORE)
+			return VM_FAULT_SIGBUS;
+		if (uffdx_region_armed(region, index))
+			return uffdx_handle_missing(region, vmf);
+		ret = uffdx_store_fault_zero(region, index, &vmf->page);
+		if (!ret)
+			return VM_FAULT_LOCKED;
+		if (ret != -EEXIST)	/* the limit: never the OOM killer */
+			return VM_FAULT_SIGBUS;
 	}
 }
 

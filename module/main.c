@@ -8,24 +8,26 @@
 #include <linux/module.h>
 #include <linux/mount.h>
 #include <linux/pseudo_fs.h>
-#include <linux/uaccess.h>
 
 #include "uffdx.h"
 
 #define UFFDX_FS_MAGIC	0x75666478	/* "ufdx" */
 
-unsigned long uffdx_max_pages_per_context;
-module_param_named(max_pages_per_context, uffdx_max_pages_per_context, ulong,
-		   0644);
-MODULE_PARM_DESC(max_pages_per_context,
-		 "Most pages a context and its regions may hold; read when a context is opened (default: half of RAM)");
-
 /*
  * Regions are inodes of this pseudo filesystem: each has an address_space
  * of its own, so unmap_mapping_pages() on it reaches every process's
  * mapping of the region and nothing else.
+ *
+ * The filesystem is mounted only while regions exist (simple_pin_fs(), one
+ * pin per region), and its superblock holds a reference on the module
+ * (.owner; sget_fc() takes it, deactivate_locked_super() drops it after
+ * ->kill_sb).  __fput() of a region file drops the file's module reference
+ * before its final mntput(), which is what frees the superblock: without
+ * that reference an rmmod in between would leave kill_sb and the
+ * superblock list pointing into freed module memory.
  */
-struct vfsmount *uffdx_mnt;
+static struct vfsmount *uffdx_mnt;
+static int uffdx_mnt_count;
 
 static int uffdx_init_fs_context(struct fs_context *fc)
 {
@@ -34,9 +36,23 @@ static int uffdx_init_fs_context(struct fs_context *fc)
 
 static struct file_system_type uffdx_fs_type = {
 	.name = "uffdx",
+	.owner = THIS_MODULE,
 	.init_fs_context = uffdx_init_fs_context,
 	.kill_sb = kill_anon_super,
 };
+
+/* Pin the filesystem for a new region; its mount, or an ERR_PTR. */
+struct vfsmount *uffdx_fs_pin(void)
+{
+	int ret = simple_pin_fs(&uffdx_fs_type, &uffdx_mnt, &uffdx_mnt_count);
+
+	return ret ? ERR_PTR(ret) : uffdx_mnt;
+}
+
+void uffdx_fs_unpin(void)
+{
+	simple_release_fs(&uffdx_mnt, &uffdx_mnt_count);
+}
 
 static struct miscdevice uffdx_misc = {
 	.minor = MISC_DYNAMIC_MINOR,
@@ -45,32 +61,16 @@ static struct miscdevice uffdx_misc = {
 	.mode = 0600,	/* udev/60-uffdx.rules grants the uffdx group */
 };
 
-/*
- * Copy a size-extensible output struct back: as much of it as the caller's
- * struct holds (an older caller gets the prefix it knows).
- */
-int uffdx_copy_out(void __user *uarg, u32 usize, const void *karg,
-		   size_t ksize)
-{
-	if (copy_to_user(uarg, karg, min_t(size_t, usize, ksize)))
-		return -EFAULT;
-	return 0;
-}
-
 static int __init uffdx_init(void)
 {
 	int ret;
 
-	if (!uffdx_max_pages_per_context)
-		uffdx_max_pages_per_context = totalram_pages() / 2;
-
-	uffdx_mnt = kern_mount(&uffdx_fs_type);
-	if (IS_ERR(uffdx_mnt))
-		return PTR_ERR(uffdx_mnt);
-
+	ret = uffdx_account_init();
+	if (ret)
+		return ret;
 	ret = misc_register(&uffdx_misc);
 	if (ret)
-		goto out_unmount;
+		return ret;
 
 	pr_info("version %s, features %#llx (hmm mirror: %s, device private: %s, device exclusive: %s)\n",
 		UFFDX_VERSION_STR, uffdx_supported_features(),
@@ -78,16 +78,13 @@ static int __init uffdx_init(void)
 		UFFDX_KERNEL_DEVICE_PRIVATE ? "yes" : "no",
 		UFFDX_KERNEL_DEVICE_EXCLUSIVE ? "yes" : "no");
 	return 0;
-
-out_unmount:
-	kern_unmount(uffdx_mnt);
-	return ret;
 }
 
 static void __exit uffdx_exit(void)
 {
 	misc_deregister(&uffdx_misc);
-	kern_unmount(uffdx_mnt);
+	/* Every region pinned the module: none is left, nor a mount. */
+	WARN_ON_ONCE(uffdx_mnt_count);
 }
 
 module_init(uffdx_init);

@@ -2,85 +2,38 @@
 /*
  * uffdx regions: module-owned memory behind a file of its own.
  *
- * The page store, its fills (copy, zero, poison), arming and discard.  The
- * fault side lives in fault.c; the locking rules in uffdx.h.
+ * The region object and its files: creation, reopen, mmap, REGION_INFO,
+ * fdinfo, and the range ioctls of a context, which act on the page store
+ * (store.c).  The fault side lives in fault.c; the locking rules in uffdx.h.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/anon_inodes.h>
-#include <linux/bitmap.h>
 #include <linux/file.h>
 #include <linux/module.h>
 #include <linux/mount.h>
 #include <linux/overflow.h>
 #include <linux/pagemap.h>
-#include <linux/sched/signal.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
 #include "uffdx.h"
-
-/* Pages handled between two checks for a fatal signal and a resched. */
-#define UFFDX_BATCH	64
-
-/*
- * Allocate a page for @ctx's store: bounded by the context's page limit and
- * charged to the memory cgroup of the process that opened the context.
- * __GFP_RETRY_MAYFAIL: fail rather than invoke the OOM killer.
- */
-struct page *uffdx_alloc_page(struct uffdx_ctx *ctx, bool zero)
-{
-	gfp_t gfp = GFP_USER | __GFP_ACCOUNT | __GFP_RETRY_MAYFAIL;
-	struct mem_cgroup *old;
-	struct page *page;
-
-	if (atomic_long_inc_return(&ctx->nr_pages) > ctx->max_pages) {
-		atomic_long_dec(&ctx->nr_pages);
-		return NULL;
-	}
-	if (zero)
-		gfp |= __GFP_ZERO;
-	old = uffdx_set_active_memcg(ctx->memcg);
-	page = alloc_page(gfp);
-	uffdx_set_active_memcg(old);
-	if (!page)
-		atomic_long_dec(&ctx->nr_pages);
-	return page;
-}
-
-/* Drop the store's reference on a page that has left the store. */
-void uffdx_free_page(struct uffdx_ctx *ctx, struct page *page)
-{
-	put_page(page);
-	atomic_long_dec(&ctx->nr_pages);
-}
-
-bool uffdx_region_armed(struct uffdx_region *region, pgoff_t index)
-{
-	/* Pairs with the release in uffdx_set_armed(): a zeroed bitmap. */
-	unsigned long *armed = smp_load_acquire(&region->armed);
-
-	return armed && test_bit(index, armed);
-}
 
 static void uffdx_region_free(struct kref *kref)
 {
 	struct uffdx_region *region = container_of(kref, struct uffdx_region,
 						   kref);
 	struct uffdx_ctx *ctx = region->ctx;
-	unsigned long index;
-	void *entry;
 
 	xa_erase(&ctx->regions, region->id);
+	/* No file holds the region now; a reopen racing with us finds none. */
+	WRITE_ONCE(region->inode->i_private, NULL);
 
 	/* No file, so no mapping: the store's references are the last. */
-	xa_for_each(&region->pages, index, entry) {
-		if (!xa_is_value(entry))
-			uffdx_free_page(ctx, entry);
-	}
-	xa_destroy(&region->pages);
-	kvfree(region->armed);
+	uffdx_store_destroy(region);
 	iput(region->inode);
+	uffdx_fs_unpin();
+	uffdx_unaccount_region(ctx);
 	uffdx_ctx_put(ctx);
 	kfree_rcu(region, rcu);
 }
@@ -104,168 +57,6 @@ struct uffdx_region *uffdx_region_lookup(struct uffdx_ctx *ctx, u64 id)
 		region = NULL;
 	rcu_read_unlock();
 	return region;
-}
-
-/*
- * Remove the entries of [@start, @end) from the store and zap their
- * mappings.  Entries are taken out first; then each page's lock is taken
- * and dropped, which waits for any fault that found the page before it
- * left the store and is installing a PTE for it; then one zap covers the
- * batch, so the TLB is flushed once per batch, not once per page.
- */
-static void uffdx_remove_batch(struct uffdx_region *region, pgoff_t start,
-			       pgoff_t end)
-{
-	struct page *pages[UFFDX_BATCH];
-	unsigned int nr = 0, i;
-	unsigned long index;
-	void *entry;
-
-	lockdep_assert_held(&region->lock);
-
-	xa_for_each_range(&region->pages, index, entry, start, end - 1) {
-		if (!xa_is_value(entry)) {
-			/* Callers pass at most a batch. */
-			if (WARN_ON_ONCE(nr == UFFDX_BATCH))
-				break;
-			pages[nr++] = entry;
-			atomic_long_dec(&region->resident);
-		}
-		xa_erase(&region->pages, index);
-	}
-	for (i = 0; i < nr; i++) {
-		lock_page(pages[i]);
-		unlock_page(pages[i]);
-	}
-	uffdx_unmap_pages(region->inode->i_mapping, start, end - start);
-	for (i = 0; i < nr; i++)
-		uffdx_free_page(region->ctx, pages[i]);
-}
-
-static int uffdx_discard(struct uffdx_region *region, pgoff_t start,
-			 pgoff_t end, pgoff_t *done)
-{
-	pgoff_t index = start, next;
-	int ret = 0;
-
-	mutex_lock(&region->lock);
-	while (index < end) {
-		if (fatal_signal_pending(current)) {
-			ret = -EINTR;
-			break;
-		}
-		next = min_t(pgoff_t, end, index + UFFDX_BATCH);
-		uffdx_remove_batch(region, index, next);
-		index = next;
-		cond_resched();
-	}
-	mutex_unlock(&region->lock);
-	*done = index - start;
-	return ret;
-}
-
-/* Arm or disarm [@start, @end) for missing faults. */
-static int uffdx_set_armed(struct uffdx_region *region, pgoff_t start,
-			   pgoff_t end, bool arm)
-{
-	unsigned long *armed;
-
-	mutex_lock(&region->lock);
-	armed = region->armed;
-	if (!armed && arm) {
-		/* Up to 32 MiB for a 1 TiB region: vmalloc if need be. */
-		armed = kvcalloc(BITS_TO_LONGS(region->npages), sizeof(long),
-				 GFP_KERNEL_ACCOUNT);
-		if (!armed) {
-			mutex_unlock(&region->lock);
-			return -ENOMEM;
-		}
-		/* Publish the bitmap zeroed; uffdx_region_armed() acquires. */
-		smp_store_release(&region->armed, armed);
-	}
-	if (armed) {
-		if (arm)
-			bitmap_set(armed, start, end - start);
-		else
-			bitmap_clear(armed, start, end - start);
-	}
-	mutex_unlock(&region->lock);
-	return 0;
-}
-
-/*
- * Produce the entry a fill installs at one slot.  A COPY's source is read
- * here, into a fresh page, before any lock is taken: it may fault, even on
- * an armed page of a region, and sleep for a handler.
- */
-static void *uffdx_fill_entry(struct uffdx_ctx *ctx, unsigned int nr,
-			      const char __user *src)
-{
-	struct page *page;
-
-	if (nr == _UFFDX_POISON)
-		return UFFDX_POISON_ENTRY;
-
-	page = uffdx_alloc_page(ctx, nr == _UFFDX_ZERO);
-	if (!page)
-		return ERR_PTR(-ENOMEM);
-	/* Not highmem (GFP_USER): the page has a kernel address. */
-	if (nr == _UFFDX_COPY &&
-	    copy_from_user(page_address(page), src, PAGE_SIZE)) {
-		uffdx_free_page(ctx, page);
-		return ERR_PTR(-EFAULT);
-	}
-	return page;
-}
-
-static void uffdx_drop_entry(struct uffdx_ctx *ctx, void *entry)
-{
-	if (!xa_is_value(entry))
-		uffdx_free_page(ctx, entry);
-}
-
-/*
- * COPY, ZERO, POISON: fill the holes [@start, @end), stopping at the first
- * slot that is not a hole (-EEXIST), a failure, or a fatal signal.
- */
-static int uffdx_fill(struct uffdx_region *region, unsigned int nr,
-		      pgoff_t start, pgoff_t end, u64 src, pgoff_t *done)
-{
-	struct uffdx_ctx *ctx = region->ctx;
-	pgoff_t index;
-	void *entry, *old;
-	int ret = 0;
-
-	for (index = start; index < end; index++) {
-		if (fatal_signal_pending(current)) {
-			ret = -EINTR;
-			break;
-		}
-		/* Cheap early -EEXIST; xa_cmpxchg() below is the real test. */
-		if (xa_load(&region->pages, index)) {
-			ret = -EEXIST;
-			break;
-		}
-		entry = uffdx_fill_entry(ctx, nr, u64_to_user_ptr(src) +
-					 ((index - start) << PAGE_SHIFT));
-		if (IS_ERR(entry)) {
-			ret = PTR_ERR(entry);
-			break;
-		}
-		old = xa_cmpxchg(&region->pages, index, NULL, entry,
-				 GFP_KERNEL_ACCOUNT);
-		if (old) {
-			uffdx_drop_entry(ctx, entry);
-			ret = xa_is_err(old) ? xa_err(old) : -EEXIST;
-			break;
-		}
-		if (!xa_is_value(entry))
-			atomic_long_inc(&region->resident);
-		if ((index - start) % UFFDX_BATCH == UFFDX_BATCH - 1)
-			cond_resched();
-	}
-	*done = index - start;
-	return ret;
 }
 
 static int uffdx_range_check(struct uffdx_region *region,
@@ -304,6 +95,19 @@ static int uffdx_range_args_check(unsigned int nr, const struct uffdx_range *r)
 	}
 }
 
+/* The fill an ioctl number asks for. */
+static enum uffdx_fill_kind uffdx_fill_kind_of(unsigned int nr)
+{
+	switch (nr) {
+	case _UFFDX_ZERO:
+		return UFFDX_FILL_ZERO;
+	case _UFFDX_POISON:
+		return UFFDX_FILL_POISON;
+	default:
+		return UFFDX_FILL_COPY;
+	}
+}
+
 /*
  * The range ioctls of a context.  Operations that can stop part way (the
  * fills and discard) report progress in r->result and, as UFFDIO_COPY
@@ -329,21 +133,22 @@ long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
 
 	switch (nr) {
 	case _UFFDX_ARM:
-		ret = uffdx_set_armed(region, start, end, true);
+		ret = uffdx_store_set_armed(region, start, end, true);
 		break;
 	case _UFFDX_DISARM:
-		ret = uffdx_set_armed(region, start, end, false);
+		ret = uffdx_store_set_armed(region, start, end, false);
 		uffdx_wake_range(ctx, region, start, end);
 		break;
 	case _UFFDX_WAKE:
 		uffdx_map_and_wake(ctx, region, start, end);
 		break;
 	case _UFFDX_DISCARD:
-		ret = uffdx_discard(region, start, end, &done);
+		ret = uffdx_store_discard(region, start, end, &done);
 		report = true;
 		break;
 	default:
-		ret = uffdx_fill(region, nr, start, end, r->src, &done);
+		ret = uffdx_store_fill(region, uffdx_fill_kind_of(nr), start,
+				       end, r->src, &done);
 		if (done && !(r->mode & UFFDX_FILL_DONTWAKE))
 			uffdx_map_and_wake(ctx, region, start, start + done);
 		report = true;
@@ -364,6 +169,29 @@ out_put:
 	return ret;
 }
 
+/*
+ * Reopen through /proc/pid/fd/N (or /proc/pid/map_files): the VFS has
+ * checked the inode's permissions (owner: the creator, mode 0600) and the
+ * open mode; a read-only file can be mapped only without PROT_WRITE.  The
+ * region may be going away (its last file closing): then there is nothing
+ * to open.
+ */
+static int uffdx_region_open(struct inode *inode, struct file *file)
+{
+	struct uffdx_region *region;
+
+	/* Regions are freed after an RCU grace period (uffdx_region_free). */
+	rcu_read_lock();
+	region = READ_ONCE(inode->i_private);
+	if (region && !kref_get_unless_zero(&region->kref))
+		region = NULL;
+	rcu_read_unlock();
+	if (!region)
+		return -ENOENT;
+	file->private_data = region;
+	return 0;
+}
+
 static int uffdx_region_release(struct inode *inode, struct file *file)
 {
 	uffdx_region_put(file->private_data);
@@ -377,7 +205,9 @@ static int uffdx_region_mmap(struct file *file, struct vm_area_struct *vma)
 
 	/*
 	 * A private COW copy would leave the page store and every uffdx
-	 * semantic with it: refuse it (docs/design.md).
+	 * semantic with it: refuse it (docs/design.md).  Write access on a
+	 * read-only file is refused by the VFS (EACCES), which also clears
+	 * VM_MAYWRITE so that mprotect() cannot add it.
 	 */
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
@@ -401,10 +231,11 @@ static long uffdx_region_ioctl(struct file *file, unsigned int cmd,
 	struct uffdx_region *region = file->private_data;
 	void __user *uarg = (void __user *)arg;
 	struct uffdx_region_info info;
+	long resident;
 	u32 usize;
 	int ret;
 
-	if (cmd != UFFDX_IOC_REGION_INFO)
+	if (!uffdx_ioctl_cmd_ok(cmd, _UFFDX_REGION_INFO))
 		return -ENOTTY;
 	ret = uffdx_copy_in(&info, sizeof(info), sizeof(info), uarg, &usize);
 	if (ret)
@@ -412,29 +243,48 @@ static long uffdx_region_ioctl(struct file *file, unsigned int cmd,
 	if (memchr_inv(info.reserved, 0, sizeof(info.reserved)))
 		return -EINVAL;
 
+	resident = atomic_long_read(&region->resident);
 	info.flags = 0;		/* out only */
 	info.len = region->len;
 	info.region_id = region->id;
-	info.resident = (u64)atomic_long_read(&region->resident) << PAGE_SHIFT;
-	spin_lock(&region->ctx->fault_lock);
-	if (region->ctx->released)
+	info.resident = (u64)max(resident, 0L) << PAGE_SHIFT;
+	if (uffdx_ctx_released(region->ctx))
 		info.flags |= UFFDX_REGION_OWNER_GONE;
-	spin_unlock(&region->ctx->fault_lock);
 	return uffdx_copy_out(uarg, usize, &info, sizeof(info));
+}
+
+/* /proc/pid/fdinfo/N: what this region holds, for uffdx-info --holders. */
+static void uffdx_region_show_fdinfo(struct seq_file *m, struct file *file)
+{
+	struct uffdx_region *region = file->private_data;
+
+	seq_printf(m, "uffdx-region-id:\t%llu\n", region->id);
+	seq_printf(m, "uffdx-len:\t%llu\n", region->len);
+	seq_printf(m, "uffdx-resident-pages:\t%ld\n",
+		   max(atomic_long_read(&region->resident), 0L));
+	seq_printf(m, "uffdx-poison-entries:\t%ld\n",
+		   max(atomic_long_read(&region->values), 0L));
+	seq_printf(m, "uffdx-owner-uid:\t%u\n",
+		   from_kuid_munged(seq_user_ns(m), region->ctx->user->uid));
+	seq_printf(m, "uffdx-owner-gone:\t%d\n",
+		   uffdx_ctx_released(region->ctx));
 }
 
 static const struct file_operations uffdx_region_fops = {
 	.owner = THIS_MODULE,
+	.open = uffdx_region_open,
 	.release = uffdx_region_release,
 	.mmap = uffdx_region_mmap,
 	.unlocked_ioctl = uffdx_region_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
+	.show_fdinfo = uffdx_region_show_fdinfo,
 };
 
 int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 			void __user *uarg, u32 usize)
 {
 	struct uffdx_region *region;
+	struct vfsmount *mnt;
 	struct inode *inode;
 	struct file *file;
 	u32 id;
@@ -447,31 +297,49 @@ int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 	    rc->len > UFFDX_REGION_MAX_BYTES)
 		return -EINVAL;
 
+	ret = uffdx_account_region(ctx);
+	if (ret)
+		return ret;
 	region = kzalloc(sizeof(*region), GFP_KERNEL_ACCOUNT);
-	if (!region)
-		return -ENOMEM;
+	if (!region) {
+		ret = -ENOMEM;
+		goto out_unaccount;
+	}
 	kref_init(&region->kref);
 	xa_init(&region->pages);
 	mutex_init(&region->lock);
 	atomic_long_set(&region->resident, 0);
+	atomic_long_set(&region->values, 0);
 	region->len = rc->len;
 	region->npages = rc->len >> PAGE_SHIFT;
 
-	inode = alloc_anon_inode(uffdx_mnt->mnt_sb);
+	/* Each region pins the filesystem, which pins the module (main.c). */
+	mnt = uffdx_fs_pin();
+	if (IS_ERR(mnt)) {
+		ret = PTR_ERR(mnt);
+		goto out_free_region;
+	}
+	inode = alloc_anon_inode(mnt->mnt_sb);
 	if (IS_ERR(inode)) {
 		ret = PTR_ERR(inode);
-		goto out_free_region;
+		goto out_unpin;
 	}
 	inode->i_size = rc->len;
 	inode->i_flags |= S_NOCMTIME;
+	/* For reopens through /proc/pid/fd: uffdx_region_open(). */
+	inode->i_fop = &uffdx_region_fops;
 	region->inode = inode;
 
 	/*
 	 * Reserve the id; the region is published only once it is complete
-	 * (ids are sequential: another thread may look it up at once).
+	 * (ids are sequential: another thread may look it up at once).  Ids
+	 * are allocated cyclically, so that an id names one region for the
+	 * context's lifetime: a handler that read an event of a region now
+	 * gone cannot fill a new one by mistake.
 	 */
-	ret = xa_alloc(&ctx->regions, &id, NULL, xa_limit_32b, GFP_KERNEL);
-	if (ret)
+	ret = xa_alloc_cyclic(&ctx->regions, &id, NULL, xa_limit_32b,
+			      &ctx->next_region_id, GFP_KERNEL_ACCOUNT);
+	if (ret < 0)
 		goto out_iput;
 	region->id = id;
 
@@ -489,7 +357,7 @@ int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 	 */
 	ihold(inode);
 	__module_get(THIS_MODULE);
-	file = alloc_file_pseudo(inode, uffdx_mnt, "[uffdx-region]", O_RDWR,
+	file = alloc_file_pseudo(inode, mnt, "[uffdx-region]", O_RDWR,
 				 &uffdx_region_fops);
 	if (IS_ERR(file)) {
 		ret = PTR_ERR(file);
@@ -500,6 +368,7 @@ int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 	kref_get(&ctx->kref);
 	region->ctx = ctx;
 	file->private_data = region;
+	inode->i_private = region;
 	/* Replaces the reserved entry: nothing to allocate, cannot fail. */
 	WARN_ON_ONCE(xa_is_err(xa_store(&ctx->regions, id, region,
 					GFP_KERNEL)));
@@ -522,7 +391,11 @@ out_erase:
 	xa_erase(&ctx->regions, id);
 out_iput:
 	iput(inode);
+out_unpin:
+	uffdx_fs_unpin();
 out_free_region:
 	kfree(region);
+out_unaccount:
+	uffdx_unaccount_region(ctx);
 	return ret;
 }

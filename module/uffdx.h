@@ -11,7 +11,9 @@
 #include <linux/list.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
+#include <linux/refcount.h>
 #include <linux/spinlock.h>
+#include <linux/uidgid.h>
 #include <linux/wait.h>
 #include <linux/xarray.h>
 #include <linux/uffdx.h>
@@ -29,6 +31,32 @@ enum {
 };
 
 /*
+ * Budgets (account.c) count memory in charge units of 512 bytes: a page of
+ * the store is UFFDX_PAGE_UNITS, a page-less store entry (poison) one unit,
+ * an arming bitmap its size rounded up to pages.
+ */
+#define UFFDX_CHARGE_SHIFT	9
+#define UFFDX_PAGE_UNITS	(PAGE_SIZE >> UFFDX_CHARGE_SHIFT)
+#define UFFDX_VALUE_UNITS	1UL
+
+/*
+ * struct uffdx_user - what one user (the euid that opened /dev/uffdx) holds
+ * across all its contexts, against the max_*_per_user module parameters.
+ *
+ * Lifetime: @ref is held by each context the user opened; the entry sits in
+ * account.c's table under its lock while @ref is non-zero.  The counters
+ * are atomics, changed without the table lock.
+ */
+struct uffdx_user {
+	struct hlist_node node;
+	refcount_t ref;
+	kuid_t uid;
+	atomic_long_t charged;		/* charge units */
+	atomic_t nr_contexts;		/* contexts not yet freed */
+	atomic_t nr_regions;		/* regions not yet freed */
+};
+
+/*
  * struct uffdx_ctx - one open() of /dev/uffdx: a fault handler's context.
  *
  * Lifetime: @kref is held by the context file and by every region the
@@ -43,8 +71,12 @@ struct uffdx_ctx {
 	struct kref kref;
 	atomic_t api_state;
 	u64 features;			/* negotiated; valid once READY */
+	u64 ioctls;			/* allowed by @features; valid once READY */
+	bool may_kernel_faults;		/* the opener had CAP_SYS_PTRACE */
 
 	struct xarray regions;		/* region id -> region (weak ref) */
+	u32 next_region_id;		/* xa_alloc_cyclic(): never reused */
+	atomic_t nr_regions;
 
 	spinlock_t fault_lock;		/* see above */
 	struct list_head fault_pending;	/* events not yet read */
@@ -53,20 +85,37 @@ struct uffdx_ctx {
 	u64 event_seq;			/* under fault_lock */
 	bool released;
 
-	/* Memory accounting for this context and its regions. */
-	atomic_long_t nr_pages;
-	unsigned long max_pages;
+	/*
+	 * Memory accounting for this context and its regions (account.c):
+	 * @charged against @max_units and against @user's budget.  @limbo
+	 * holds pages that left the store while something else (a pin, a
+	 * pipe) still had a reference: they stay charged until reaped.
+	 */
+	atomic_long_t charged;		/* charge units */
+	unsigned long max_units;
+	struct uffdx_user *user;
 	struct mem_cgroup *memcg;	/* charged: the creator's memcg */
+	spinlock_t limbo_lock;
+	struct list_head limbo;		/* pages, by page->lru */
+	unsigned long nr_limbo;		/* under @limbo_lock */
 
 	struct pid_namespace *pidns;	/* event pids are in this namespace */
 };
 
 /*
  * Page store entries that are not pages: xarray value entries, so that a
- * slot can carry state without a page (holes with markers).
+ * slot can carry state without a page (holes with markers).  The slot
+ * states and who may change them: store.c and docs/design.md section 3.
  */
 #define UFFDX_SLOT_POISON	1UL
 #define UFFDX_POISON_ENTRY	xa_mk_value(UFFDX_SLOT_POISON)
+
+/* What a fill installs in a hole. */
+enum uffdx_fill_kind {
+	UFFDX_FILL_COPY,	/* a page copied from user memory */
+	UFFDX_FILL_ZERO,	/* a zeroed page */
+	UFFDX_FILL_POISON,	/* poison: access raises SIGBUS */
+};
 
 /*
  * struct uffdx_region - module-owned memory, mapped through its own file.
@@ -85,11 +134,14 @@ struct uffdx_ctx {
  *    removal.
  *  - Fills only turn holes into entries, with xa_cmpxchg().
  *
- * Lifetime: @kref is held by the region file and, temporarily, by ioctls
- * that looked the region up by id; a sleeping fault holds the file itself
- * (which also pins the module).  The region holds a reference on its inode
- * (the address_space every mapping of it uses) and on its owning context.
- * It enters its context's id table only once complete.
+ * Lifetime: @kref is held by every file of the region (the one
+ * REGION_CREATE returned, and reopens through /proc/pid/fd) and,
+ * temporarily, by ioctls that looked the region up by id; a sleeping fault
+ * holds a file itself (which also pins the module).  The region holds a
+ * reference on its inode (the address_space every mapping of it uses; its
+ * i_private points back here until the region is freed), on the pseudo
+ * filesystem's mount (main.c), and on its owning context.  It enters its
+ * context's id table only once complete.
  */
 struct uffdx_region {
 	struct kref kref;
@@ -103,6 +155,7 @@ struct uffdx_region {
 	struct mutex lock;		/* see above */
 	unsigned long *armed;		/* missing-fault bitmap, or NULL */
 	atomic_long_t resident;		/* pages in the store */
+	atomic_long_t values;		/* page-less entries (poison) */
 	struct rcu_head rcu;		/* lookups by id run under RCU */
 };
 
@@ -120,14 +173,54 @@ struct uffdx_fault_waiter {
 	struct uffdx_event event;
 };
 
-extern struct vfsmount *uffdx_mnt;
-extern unsigned long uffdx_max_pages_per_context;
 extern const struct file_operations uffdx_ctx_fops;
+
+/* main.c: the region pseudo filesystem */
+struct vfsmount *uffdx_fs_pin(void);
+void uffdx_fs_unpin(void);
+
+/* account.c */
+extern unsigned long uffdx_max_pages_per_context;
+int uffdx_account_init(void);
+struct uffdx_user *uffdx_user_get(kuid_t uid);
+void uffdx_user_put(struct uffdx_user *user);
+int uffdx_account_ctx(struct uffdx_ctx *ctx);
+void uffdx_unaccount_ctx(struct uffdx_ctx *ctx);
+int uffdx_account_region(struct uffdx_ctx *ctx);
+void uffdx_unaccount_region(struct uffdx_ctx *ctx);
+int uffdx_charge(struct uffdx_ctx *ctx, unsigned long units);
+void uffdx_uncharge(struct uffdx_ctx *ctx, unsigned long units);
 
 /* ctx.c */
 void uffdx_ctx_put(struct uffdx_ctx *ctx);
 bool uffdx_ctx_ready(struct uffdx_ctx *ctx);
+bool uffdx_ctx_released(struct uffdx_ctx *ctx);
 u64 uffdx_supported_features(void);
+
+/* argument checking and user copies of the size-extensible structs (ctx.c) */
+int uffdx_copy_in(void *karg, size_t min_size, size_t ksize,
+		  void __user *uarg, u32 *usize);
+int uffdx_copy_out(void __user *uarg, u32 usize, const void *karg,
+		   size_t ksize);
+bool uffdx_ioctl_cmd_ok(unsigned int cmd, unsigned int nr);
+
+/* store.c: the page store of a region */
+struct page *uffdx_alloc_page(struct uffdx_ctx *ctx, bool zero);
+void uffdx_free_page(struct uffdx_ctx *ctx, struct page *page);
+void uffdx_limbo_reap(struct uffdx_ctx *ctx, bool all);
+void *uffdx_store_get(struct uffdx_region *region, pgoff_t index);
+struct page *uffdx_store_lock(struct uffdx_region *region, pgoff_t index,
+			      bool wait, void **entryp);
+int uffdx_store_fault_zero(struct uffdx_region *region, pgoff_t index,
+			   struct page **pagep);
+int uffdx_store_fill(struct uffdx_region *region, enum uffdx_fill_kind kind,
+		     pgoff_t start, pgoff_t end, u64 src, pgoff_t *done);
+int uffdx_store_discard(struct uffdx_region *region, pgoff_t start,
+			pgoff_t end, pgoff_t *done);
+void uffdx_store_destroy(struct uffdx_region *region);
+int uffdx_store_set_armed(struct uffdx_region *region, pgoff_t start,
+			  pgoff_t end, bool arm);
+bool uffdx_region_armed(struct uffdx_region *region, pgoff_t index);
 
 /* region.c */
 int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
@@ -136,25 +229,13 @@ struct uffdx_region *uffdx_region_lookup(struct uffdx_ctx *ctx, u64 id);
 void uffdx_region_put(struct uffdx_region *region);
 long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
 			   struct uffdx_range *r, void __user *uarg);
-struct page *uffdx_alloc_page(struct uffdx_ctx *ctx, bool zero);
-void uffdx_free_page(struct uffdx_ctx *ctx, struct page *page);
-bool uffdx_region_armed(struct uffdx_region *region, pgoff_t index);
 
 /* fault.c */
 extern const struct vm_operations_struct uffdx_vm_ops;
 void uffdx_wake_range(struct uffdx_ctx *ctx, struct uffdx_region *region,
 		      pgoff_t start, pgoff_t end);
-void uffdx_wake_all(struct uffdx_ctx *ctx);
+void uffdx_release_waiters(struct uffdx_ctx *ctx);
 void uffdx_map_and_wake(struct uffdx_ctx *ctx, struct uffdx_region *region,
 			pgoff_t start, pgoff_t end);
-bool uffdx_events_pending(struct uffdx_ctx *ctx);
-int uffdx_read_event(struct uffdx_ctx *ctx, struct uffdx_event *ev, u64 *seq);
-void uffdx_unread_event(struct uffdx_ctx *ctx, u64 seq);
-
-/* argument copy-in/out for the size-extensible structs */
-int uffdx_copy_in(void *karg, size_t min_size, size_t ksize,
-		  void __user *uarg, u32 *usize);
-int uffdx_copy_out(void __user *uarg, u32 usize, const void *karg,
-		   size_t ksize);
 
 #endif /* UFFDX_INTERNAL_H */

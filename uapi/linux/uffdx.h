@@ -183,6 +183,12 @@ struct uffdx_region_info {
 /* uffdx_event.flags for UFFDX_EVENT_PAGEFAULT */
 #define UFFDX_PF_WRITE		0x1U	/* write access */
 #define UFFDX_PF_KERNEL		0x2U	/* taken in kernel mode */
+/*
+ * Taken by a task of another process than the one whose mapping faulted
+ * (process_vm_readv(), /proc/pid/mem, ptrace): pid and tid are the
+ * accessing task's, address is in the faulting mapping's mm.
+ */
+#define UFFDX_PF_REMOTE		0x4U
 
 struct uffdx_event {
 	__u16 type;		/* UFFDX_EVENT_* */
