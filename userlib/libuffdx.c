@@ -82,14 +82,26 @@ UFFDX_EXPORT int uffdx_open_api(uint64_t features, unsigned int flags,
 	return fd;
 }
 
+/*
+ * What the module supports: a context negotiates nothing to learn the
+ * features, then a second one negotiates all of them (but kernel faults,
+ * which need CAP_SYS_PTRACE) so that "ioctls" lists what they unlock.
+ */
 UFFDX_EXPORT int uffdx_query(struct uffdx_api *out)
 {
+	struct uffdx_api all;
 	int fd;
 
 	fd = uffdx_open_api(0, 0, out);
 	if (fd < 0)
 		return fd;
 	close(fd);
+	fd = uffdx_open_api(out->features & ~UFFDX_FEATURE_KERNEL_FAULTS, 0,
+			    &all);
+	if (fd >= 0) {
+		out->ioctls = all.ioctls;
+		close(fd);
+	}
 	return 0;
 }
 

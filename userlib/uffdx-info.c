@@ -6,12 +6,14 @@
  * as supported or not, and the mask of available ioctls.  Exits 1 with a
  * one-line reason if /dev/uffdx cannot be opened or negotiated.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include "libuffdx.h"
 
@@ -29,10 +31,86 @@ static const char *const ioctl_names[] = {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: uffdx-info [-h] [-V]\n"
+	fprintf(f, "usage: uffdx-info [-h] [-V] [--holders]\n"
 		"  Show the uffdx library, module and kernel versions and the\n"
 		"  features and ioctls the module supports.\n"
+		"  --holders: list the processes holding uffdx contexts and\n"
+		"  regions, with what they hold (from /proc/PID/fdinfo).\n"
 		"  UFFDX_DEVICE overrides the device path (" UFFDX_DEVICE_PATH ").\n");
+}
+
+/* Print one fd's uffdx-* fdinfo lines on one row; 1 if it had any. */
+static int show_fdinfo(const char *pid, const char *comm, const char *fd)
+{
+	char path[600], line[256], row[1024] = "";
+	int found = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%s/fdinfo/%s", pid, fd);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *tab;
+
+		if (strncmp(line, "uffdx-", 6))
+			continue;
+		line[strcspn(line, "\n")] = 0;
+		tab = strchr(line, '\t');
+		if (tab)
+			*tab = ' ';
+		if (strlen(row) + strlen(line) + 2 < sizeof(row)) {
+			strcat(row, " ");
+			strcat(row, line + 6);
+		}
+		found = 1;
+	}
+	fclose(f);
+	if (found)
+		printf("%-7s %-16s fd %-4s%s\n", pid, comm, fd, row);
+	return found;
+}
+
+/* uffdx-info --holders: every uffdx fd of every process we may inspect. */
+static int holders(void)
+{
+	struct dirent *p, *d;
+	DIR *proc, *fds;
+	int n = 0;
+
+	proc = opendir("/proc");
+	if (!proc) {
+		perror("uffdx-info: /proc");
+		return 1;
+	}
+	printf("PID     COMMAND          FD   WHAT (contexts: uid, charged "
+	       "pages; regions: id, resident pages)\n");
+	while ((p = readdir(proc))) {
+		char path[600], comm[64] = "?";
+		FILE *f;
+
+		if (p->d_name[0] < '0' || p->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", p->d_name);
+		f = fopen(path, "r");
+		if (f) {
+			if (fgets(comm, sizeof(comm), f))
+				comm[strcspn(comm, "\n")] = 0;
+			fclose(f);
+		}
+		snprintf(path, sizeof(path), "/proc/%s/fdinfo", p->d_name);
+		fds = opendir(path);
+		if (!fds)
+			continue;
+		while ((d = readdir(fds)))
+			if (d->d_name[0] != '.')
+				n += show_fdinfo(p->d_name, comm, d->d_name);
+		closedir(fds);
+	}
+	closedir(proc);
+	printf("%d uffdx file descriptor(s)%s\n", n, geteuid() ?
+	       " (as non-root: only your own processes)" : "");
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -44,6 +122,8 @@ int main(int argc, char **argv)
 	int ret;
 
 	if (argc > 1) {
+		if (!strcmp(argv[1], "--holders"))
+			return holders();
 		if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
 			printf("uffdx-info %s\n", uffdx_version());
 			return 0;
