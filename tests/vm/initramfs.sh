@@ -99,6 +99,10 @@ main() {
 	# shellcheck disable=SC2064  # expand now: $root is local
 	trap "rm -rf '$root'" EXIT
 	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,root}
+	# mktemp -d made the root 0700: the guest's / would be closed to every
+	# user but root, and the tests that run as another uid would see
+	# EACCES for the wrong reason.  /tmp is a tmpfs (1777) in the guest.
+	chmod 0755 "$root"
 
 	cp /bin/busybox "$root/bin/busybox"
 	for applet in $(/bin/busybox --list-full); do
