@@ -59,6 +59,19 @@ struct uffdx_region *uffdx_region_lookup(struct uffdx_ctx *ctx, u64 id)
 	return region;
 }
 
+/*
+ * Pages in the store, as a snapshot: exact when the region is quiet.  A
+ * fill counts its page just before publishing it and uncounts it if it
+ * loses the race for the slot, and a removal uncounts after the slot is
+ * clear, so racing operations can push the count briefly past either end.
+ */
+static unsigned long uffdx_region_resident(struct uffdx_region *region)
+{
+	long n = atomic_long_read(&region->resident);
+
+	return clamp_t(long, n, 0, region->npages);
+}
+
 static int uffdx_range_check(struct uffdx_region *region,
 			     const struct uffdx_range *r, pgoff_t *start,
 			     pgoff_t *end)
@@ -205,11 +218,12 @@ static int uffdx_region_mmap(struct file *file, struct vm_area_struct *vma)
 
 	/*
 	 * A private COW copy would leave the page store and every uffdx
-	 * semantic with it: refuse it (docs/design.md).  Write access on a
-	 * read-only file is refused by the VFS (EACCES), which also clears
-	 * VM_MAYWRITE so that mprotect() cannot add it.
+	 * semantic with it: refuse it (docs/design.md).  VM_MAYSHARE, not
+	 * VM_SHARED: the VFS clears VM_SHARED (and VM_MAYWRITE, so that
+	 * mprotect() cannot add write access) for a shared mapping of a file
+	 * open read-only, and refuses PROT_WRITE on one (EACCES).
 	 */
-	if (!(vma->vm_flags & VM_SHARED))
+	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
 	if (check_add_overflow(vma->vm_pgoff, vma_pages(vma), &end) ||
 	    end > region->npages)
@@ -231,7 +245,6 @@ static long uffdx_region_ioctl(struct file *file, unsigned int cmd,
 	struct uffdx_region *region = file->private_data;
 	void __user *uarg = (void __user *)arg;
 	struct uffdx_region_info info;
-	long resident;
 	u32 usize;
 	int ret;
 
@@ -243,11 +256,10 @@ static long uffdx_region_ioctl(struct file *file, unsigned int cmd,
 	if (memchr_inv(info.reserved, 0, sizeof(info.reserved)))
 		return -EINVAL;
 
-	resident = atomic_long_read(&region->resident);
 	info.flags = 0;		/* out only */
 	info.len = region->len;
 	info.region_id = region->id;
-	info.resident = (u64)max(resident, 0L) << PAGE_SHIFT;
+	info.resident = (u64)uffdx_region_resident(region) << PAGE_SHIFT;
 	if (uffdx_ctx_released(region->ctx))
 		info.flags |= UFFDX_REGION_OWNER_GONE;
 	return uffdx_copy_out(uarg, usize, &info, sizeof(info));
@@ -260,8 +272,8 @@ static void uffdx_region_show_fdinfo(struct seq_file *m, struct file *file)
 
 	seq_printf(m, "uffdx-region-id:\t%llu\n", region->id);
 	seq_printf(m, "uffdx-len:\t%llu\n", region->len);
-	seq_printf(m, "uffdx-resident-pages:\t%ld\n",
-		   max(atomic_long_read(&region->resident), 0L));
+	seq_printf(m, "uffdx-resident-pages:\t%lu\n",
+		   uffdx_region_resident(region));
 	seq_printf(m, "uffdx-poison-entries:\t%ld\n",
 		   max(atomic_long_read(&region->values), 0L));
 	seq_printf(m, "uffdx-owner-uid:\t%u\n",

@@ -188,6 +188,35 @@ static void *uffdx_store_insert(struct uffdx_region *region, pgoff_t index,
 }
 
 /*
+ * Publish @entry in the hole at @index of @region, counted (resident or
+ * poison entries) before it is visible, so that a racing removal cannot
+ * drive the count below zero (a losing racer may push it briefly past the
+ * region's size instead: readers clamp it): 0, -EEXIST, or an xarray
+ * error.  The caller has charged the entry.
+ */
+int uffdx_store_publish(struct uffdx_region *region, pgoff_t index,
+			void *entry)
+{
+	atomic_long_t *count = xa_is_value(entry) ? &region->values :
+			       &region->resident;
+	void *old;
+
+	atomic_long_inc(count);
+	old = uffdx_store_insert(region, index, entry);
+	if (!old)
+		return 0;
+	atomic_long_dec(count);
+	return xa_is_err(old) ? xa_err(old) : -EEXIST;
+}
+
+/* Uncount an entry that left @region's store (its charge is the caller's). */
+void uffdx_store_unpublish(struct uffdx_region *region, void *entry)
+{
+	atomic_long_dec(xa_is_value(entry) ? &region->values :
+			&region->resident);
+}
+
+/*
  * A fault on a hole that is not armed (or whose handler is gone): publish a
  * zeroed page, locked, so that it is mapped before anyone can remove it.
  * Returns 0 with the page locked and referenced for the mapping, -EEXIST if
@@ -197,35 +226,29 @@ int uffdx_store_fault_zero(struct uffdx_region *region, pgoff_t index,
 			   struct page **pagep)
 {
 	struct page *page;
-	void *old;
+	int ret;
 
 	page = uffdx_alloc_page(region->ctx, true);
 	if (!page)
 		return -ENOMEM;
 	lock_page(page);	/* unpublished: cannot block */
-	/* Counted before it is published: a discard may remove it at once. */
-	atomic_long_inc(&region->resident);
-	old = uffdx_store_insert(region, index, page);
-	if (old) {
-		atomic_long_dec(&region->resident);
+	ret = uffdx_store_publish(region, index, page);
+	if (ret) {
 		unlock_page(page);
 		uffdx_free_page(region->ctx, page);
-		return xa_is_err(old) ? xa_err(old) : -EEXIST;
+		return ret;
 	}
 	get_page(page);		/* the mapping's reference */
 	*pagep = page;
 	return 0;
 }
 
-/* Account for an entry that left the store. */
+/* Account for an entry that left the store for good. */
 static void uffdx_entry_gone(struct uffdx_region *region, void *entry)
 {
-	if (xa_is_value(entry)) {
-		atomic_long_dec(&region->values);
+	uffdx_store_unpublish(region, entry);
+	if (xa_is_value(entry))
 		uffdx_uncharge(region->ctx, UFFDX_VALUE_UNITS);
-	} else {
-		atomic_long_dec(&region->resident);
-	}
 }
 
 /*
@@ -409,11 +432,9 @@ static void uffdx_drop_entry(struct uffdx_ctx *ctx, void *entry)
 int uffdx_store_fill(struct uffdx_region *region, enum uffdx_fill_kind kind,
 		     pgoff_t start, pgoff_t end, u64 src, pgoff_t *done)
 {
-	atomic_long_t *count = kind == UFFDX_FILL_POISON ? &region->values :
-			       &region->resident;
 	struct uffdx_ctx *ctx = region->ctx;
 	pgoff_t index;
-	void *entry, *old;
+	void *entry;
 	int ret = 0;
 
 	for (index = start; index < end; index++) {
@@ -432,13 +453,9 @@ int uffdx_store_fill(struct uffdx_region *region, enum uffdx_fill_kind kind,
 			ret = PTR_ERR(entry);
 			break;
 		}
-		/* Counted before it is published: a discard may remove it. */
-		atomic_long_inc(count);
-		old = uffdx_store_insert(region, index, entry);
-		if (old) {
-			atomic_long_dec(count);
+		ret = uffdx_store_publish(region, index, entry);
+		if (ret) {
 			uffdx_drop_entry(ctx, entry);
-			ret = xa_is_err(old) ? xa_err(old) : -EEXIST;
 			break;
 		}
 		if ((index - start) % UFFDX_BATCH == UFFDX_BATCH - 1)

@@ -211,6 +211,9 @@ void uffdx_limbo_reap(struct uffdx_ctx *ctx, bool all);
 void *uffdx_store_get(struct uffdx_region *region, pgoff_t index);
 struct page *uffdx_store_lock(struct uffdx_region *region, pgoff_t index,
 			      bool wait, void **entryp);
+int uffdx_store_publish(struct uffdx_region *region, pgoff_t index,
+			void *entry);
+void uffdx_store_unpublish(struct uffdx_region *region, void *entry);
 int uffdx_store_fault_zero(struct uffdx_region *region, pgoff_t index,
 			   struct page **pagep);
 int uffdx_store_fill(struct uffdx_region *region, enum uffdx_fill_kind kind,
