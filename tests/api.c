@@ -13,9 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +34,16 @@
 			(1ULL << _UFFDX_COPY) | (1ULL << _UFFDX_ZERO) | \
 			(1ULL << _UFFDX_POISON) | (1ULL << _UFFDX_WAKE) | \
 			(1ULL << _UFFDX_DISCARD))
+
+/* What every negotiated context may use: REGIONS is always granted. */
+#define BASE_CTX_IOCTLS ((1ULL << _UFFDX_API) | (1ULL << _UFFDX_REGION_CREATE) | \
+			 (1ULL << _UFFDX_DISCARD))
+/* What UFFDX_FEATURE_MISSING adds. */
+#define MISSING_IOCTLS ((1ULL << _UFFDX_ARM) | (1ULL << _UFFDX_DISARM) | \
+			(1ULL << _UFFDX_COPY) | (1ULL << _UFFDX_ZERO) | \
+			(1ULL << _UFFDX_WAKE))
+/* What UFFDX_FEATURE_POISON adds. */
+#define POISON_IOCTLS (1ULL << _UFFDX_POISON)
 
 /* All feature bits the header defines. */
 static const uint64_t defined_features[] = {
@@ -128,7 +141,8 @@ TEST_F(raw, api_reports_features_ioctls_version)
 	/* Root in the guest has CAP_SYS_PTRACE; the bit is reported anyway. */
 	EXPECT_TRUE(a.features & UFFDX_FEATURE_KERNEL_FAULTS)
 		TH_LOG("features 0x%llx", (unsigned long long)a.features);
-	EXPECT_EQ(ALL_CTX_IOCTLS, a.ioctls & ALL_CTX_IOCTLS)
+	/* negotiated nothing: only what REGIONS (always granted) allows */
+	EXPECT_EQ(BASE_CTX_IOCTLS, a.ioctls)
 		TH_LOG("ioctls 0x%llx", (unsigned long long)a.ioctls);
 	EXPECT_EQ(parse_version(UFFDX_EXPECTED_VERSION), a.module_version)
 		TH_LOG("module_version %u.%u.%u, dkms.conf says %s",
@@ -156,9 +170,12 @@ TEST_F(raw, api_with_features_reports_all_supported)
 	memset(&b, 0xcc, sizeof(b));
 	api_init(&b, DEFAULT_FEATURES | UFFDX_FEATURE_KERNEL_FAULTS);
 	ASSERT_EQ(0, ioctl(fd2, UFFDX_IOC_API, &b)) TH_LOG("%s", strerror(errno));
-	/* out: all supported, not just the requested ones */
+	/* out: all supported features, not just the requested ones */
 	EXPECT_EQ(a.features, b.features);
-	EXPECT_EQ(a.ioctls, b.ioctls);
+	/* but only the ioctls of the negotiated ones */
+	EXPECT_EQ(BASE_CTX_IOCTLS, a.ioctls);
+	EXPECT_EQ(ALL_CTX_IOCTLS, b.ioctls)
+		TH_LOG("ioctls 0x%llx", (unsigned long long)b.ioctls);
 	close(fd2);
 }
 
@@ -719,6 +736,379 @@ TEST(close_unnegotiated_and_reopen)
 		ASSERT_LE(0, fd);
 		close(fd);
 	}
+}
+
+/* ---- features gate the ioctls ---------------------------------------------- */
+
+struct gated_op {
+	const char *name;
+	unsigned long nr;
+	unsigned int bit;
+	uint32_t mode;
+	int src;
+};
+
+/* In this order on pages 0-2 (fills) and 3 (arm, disarm, wake), then all. */
+static const struct gated_op gated_ops[] = {
+	{ "COPY", UFFDX_IOC_COPY, _UFFDX_COPY, 0, 1 },
+	{ "ZERO", UFFDX_IOC_ZERO, _UFFDX_ZERO, 0, 0 },
+	{ "POISON", UFFDX_IOC_POISON, _UFFDX_POISON, 0, 0 },
+	{ "ARM", UFFDX_IOC_ARM, _UFFDX_ARM, UFFDX_ARM_MISSING, 0 },
+	{ "DISARM", UFFDX_IOC_DISARM, _UFFDX_DISARM, UFFDX_ARM_MISSING, 0 },
+	{ "WAKE", UFFDX_IOC_WAKE, _UFFDX_WAKE, 0, 0 },
+	{ "DISCARD", UFFDX_IOC_DISCARD, _UFFDX_DISCARD, 0, 0 },
+};
+
+/*
+ * Negotiate @features on a fresh context and check that exactly the
+ * ioctls in @allowed are reported and work, with valid arguments, and that
+ * every other one fails with EINVAL and changes nothing.
+ */
+static void check_gating(struct __test_metadata *_metadata, uint64_t features,
+			 uint64_t allowed)
+{
+	struct uffdx_region_info info;
+	struct uffdx_api a, all;
+	struct uffdx_range r;
+	uint8_t *buf, *map;
+	uint64_t id = 0;
+	unsigned int i;
+	int fd, rfd, ret;
+
+	/* what the module supports, from a context that asked for nothing */
+	fd = raw_open(0);
+	ASSERT_LE(0, fd);
+	api_init(&all, 0);
+	ASSERT_EQ(0, ioctl(fd, UFFDX_IOC_API, &all));
+	close(fd);
+
+	fd = raw_open(0);
+	ASSERT_LE(0, fd);
+	memset(&a, 0xcc, sizeof(a));
+	api_init(&a, features);
+	ASSERT_EQ(0, ioctl(fd, UFFDX_IOC_API, &a)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(allowed, a.ioctls) TH_LOG("features 0x%llx: ioctls 0x%llx",
+					    (unsigned long long)features,
+					    (unsigned long long)a.ioctls);
+	/* features out: still everything supported */
+	EXPECT_EQ(all.features, a.features);
+	EXPECT_EQ(DEFAULT_FEATURES, a.features & DEFAULT_FEATURES);
+
+	/* REGION_CREATE is always there, and the region maps and zero-fills */
+	rfd = uffdx_region_create(fd, 8 * ps, 0, &id);
+	ASSERT_LE(0, rfd) TH_LOG("create: %s", strerror(-rfd));
+	map = mmap(NULL, 8 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+	ASSERT_NE(MAP_FAILED, map);
+	buf = malloc(ps);
+	ASSERT_NE(NULL, buf);
+	fill_pattern(buf, ps, 5);
+
+	for (i = 0; i < sizeof(gated_ops) / sizeof(gated_ops[0]); i++) {
+		const struct gated_op *op = &gated_ops[i];
+		int want = !!(allowed & (1ULL << op->bit));
+
+		memset(&r, 0, sizeof(r));
+		r.size = sizeof(r);
+		r.mode = op->mode;
+		r.region_id = id;
+		r.offset = (i < 3 ? i : 3) * ps;
+		r.len = ps;
+		if (op->nr == UFFDX_IOC_DISCARD) {
+			r.offset = 0;
+			r.len = 8 * ps;
+		}
+		r.src = op->src ? (uintptr_t)buf : 0;
+		r.result = 0x5a5a;
+		ret = ioctl(fd, op->nr, &r);
+		if (want) {
+			EXPECT_EQ(0, ret) TH_LOG("%s refused: %s", op->name, strerror(errno));
+		} else {
+			EXPECT_EQ(-1, ret) TH_LOG("%s allowed without its feature", op->name);
+			EXPECT_EQ(EINVAL, errno) TH_LOG("%s: %s", op->name, strerror(errno));
+			EXPECT_EQ(0x5a5a, r.result) TH_LOG("%s wrote result", op->name);
+		}
+		/* after the fills: what landed is what was allowed */
+		if (op->nr == UFFDX_IOC_POISON) {
+			size_t want_res = 0;
+			unsigned int k;
+
+			/* COPY and ZERO each add a page; poison is not resident */
+			for (k = 0; k < 2; k++)
+				if (allowed & (1ULL << gated_ops[k].bit))
+					want_res += ps;
+			ASSERT_EQ(0, uffdx_region_info(rfd, &info));
+			EXPECT_EQ(want_res, info.resident);
+			if (allowed & (1ULL << _UFFDX_COPY))
+				EXPECT_EQ(0, memcmp(map, buf, ps));
+			if (allowed & POISON_IOCTLS) {
+				uint8_t v;
+
+				EXPECT_EQ(SIGBUS, try_read(map + 2 * ps, &v));
+			}
+		}
+	}
+	/* DISCARD emptied it; an unarmed hole zero-fills */
+	ASSERT_EQ(0, uffdx_region_info(rfd, &info));
+	EXPECT_EQ(0, info.resident);
+	EXPECT_TRUE(is_zero(map, 8 * ps));
+	ASSERT_EQ(0, uffdx_region_info(rfd, &info));
+	EXPECT_EQ(8 * ps, info.resident);
+	free(buf);
+	munmap(map, 8 * ps);
+	close(rfd);
+	close(fd);
+}
+
+TEST(features_gate_ioctls_none)
+{
+	SKIP_IF_NO_UFFDX();
+	check_gating(_metadata, 0, BASE_CTX_IOCTLS);
+	/* REGIONS alone is the same as nothing */
+	check_gating(_metadata, UFFDX_FEATURE_REGIONS, BASE_CTX_IOCTLS);
+}
+
+TEST(features_gate_ioctls_missing_only)
+{
+	SKIP_IF_NO_UFFDX();
+	check_gating(_metadata, UFFDX_FEATURE_MISSING, BASE_CTX_IOCTLS | MISSING_IOCTLS);
+}
+
+TEST(features_gate_ioctls_poison_only)
+{
+	SKIP_IF_NO_UFFDX();
+	check_gating(_metadata, UFFDX_FEATURE_POISON, BASE_CTX_IOCTLS | POISON_IOCTLS);
+}
+
+TEST(features_gate_ioctls_all)
+{
+	SKIP_IF_NO_UFFDX();
+	check_gating(_metadata, DEFAULT_FEATURES, ALL_CTX_IOCTLS);
+}
+
+/* ---- open modes and credentials --------------------------------------------- */
+
+/* A context needs O_RDWR: read (or write) permission alone drives nothing. */
+TEST(open_rdonly_wronly_eacces)
+{
+	int fd;
+
+	SKIP_IF_NO_UFFDX();
+	fd = open(UFFDX_DEV, O_RDONLY | O_CLOEXEC);
+	EXPECT_EQ(-1, fd);
+	EXPECT_EQ(EACCES, errno) TH_LOG("O_RDONLY: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	fd = open(UFFDX_DEV, O_WRONLY | O_CLOEXEC);
+	EXPECT_EQ(-1, fd);
+	EXPECT_EQ(EACCES, errno) TH_LOG("O_WRONLY: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	fd = open(UFFDX_DEV, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	EXPECT_EQ(-1, fd);
+	EXPECT_EQ(EACCES, errno);
+	if (fd >= 0)
+		close(fd);
+	/* and O_RDWR works */
+	fd = raw_open(0);
+	ASSERT_LE(0, fd) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(0, raw_api(fd, DEFAULT_FEATURES));
+	close(fd);
+}
+
+/* The node's mode, restored whatever a test did to it. */
+FIXTURE(node) {
+	mode_t mode;
+	int saved;
+};
+
+FIXTURE_SETUP(node)
+{
+	struct stat st;
+
+	self->saved = 0;
+	SKIP_IF_NO_UFFDX();
+	if (getuid() != 0)
+		SKIP(return, "needs root (setresuid, chmod)");
+	ASSERT_EQ(0, stat(UFFDX_DEV, &st));
+	self->mode = st.st_mode & 07777;
+	self->saved = 1;
+}
+
+FIXTURE_TEARDOWN_PARENT(node)
+{
+	if (self->saved)
+		chmod(UFFDX_DEV, self->mode);
+}
+
+/* In a child: become uid/gid 65534 with no groups; 0 or -errno. */
+static int become_nobody(void)
+{
+	if (setgroups(0, NULL))
+		return -errno;
+	if (setresgid(65534, 65534, 65534))
+		return -errno;
+	if (setresuid(65534, 65534, 65534))
+		return -errno;
+	return 0;
+}
+
+TEST_F(node, other_uid_default_mode_eacces)
+{
+	int status = -1;
+	pid_t pid;
+
+	/* the module's default mode (udev may grant a group more) */
+	ASSERT_EQ(0, chmod(UFFDX_DEV, 0600));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int fd;
+
+		if (become_nobody())
+			_exit(10);
+		fd = open(UFFDX_DEV, O_RDWR | O_CLOEXEC);
+		if (fd >= 0)
+			_exit(11);
+		if (errno != EACCES)
+			_exit(12);
+		_exit(0);
+	}
+	ASSERT_EQ(0, wait_child(pid, &status, WAIT_MS));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status))
+		TH_LOG("child step %d failed (10 setresuid, 11 open succeeded, 12 wrong errno)",
+		       WEXITSTATUS(status));
+}
+
+/* KERNEL_FAULTS is decided by the opener's credentials, not the caller's. */
+TEST(kernel_faults_checks_opener_creds)
+{
+	int status = -1;
+	pid_t pid;
+
+	SKIP_IF_NO_UFFDX();
+	if (getuid() != 0)
+		SKIP(return, "needs root (CAP_SYS_PTRACE)");
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int fd;
+
+		/* opened without the capability, negotiated with it: EPERM */
+		if (drop_effective_cap(CAP_SYS_PTRACE))
+			_exit(10);
+		fd = raw_open(0);
+		if (fd < 0)
+			_exit(11);
+		if (raise_effective_cap(CAP_SYS_PTRACE))
+			_exit(12);
+		if (raw_api(fd, DEFAULT_FEATURES | UFFDX_FEATURE_KERNEL_FAULTS) != -1)
+			_exit(13);
+		if (errno != EPERM)
+			_exit(14);
+		/* still un-negotiated: without the bit it works */
+		if (raw_api(fd, DEFAULT_FEATURES))
+			_exit(15);
+		close(fd);
+
+		/* opened with it, negotiated without it: fine */
+		fd = raw_open(0);
+		if (fd < 0)
+			_exit(16);
+		if (drop_effective_cap(CAP_SYS_PTRACE))
+			_exit(17);
+		if (raw_api(fd, DEFAULT_FEATURES | UFFDX_FEATURE_KERNEL_FAULTS))
+			_exit(18);
+		close(fd);
+		_exit(0);
+	}
+	ASSERT_EQ(0, wait_child(pid, &status, WAIT_MS));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status))
+		TH_LOG("child step %d failed (10/12/17 capset, 11/16 open, 13 accepted without the opener's cap, 14 wrong errno, 15 retry, 18 refused with the opener's cap)",
+		       WEXITSTATUS(status));
+}
+
+/* ---- epoll registered before the API ----------------------------------------- */
+
+TEST(epoll_before_api_wakes_after_negotiation)
+{
+	struct epoll_event eev = { .events = EPOLLIN };
+	struct uffdx_region_map m;
+	struct uffdx_event ev;
+	struct accessor *a;
+	int fd, ep, ret;
+	int64_t res;
+
+	SKIP_IF_NO_UFFDX();
+	fd = raw_open(0);
+	ASSERT_LE(0, fd);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	ASSERT_LE(0, ep);
+	eev.data.fd = fd;
+	/* registered while poll() still says EPOLLERR */
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, fd, &eev));
+
+	ASSERT_EQ(0, raw_api(fd, DEFAULT_FEATURES));
+	/* now nothing is ready */
+	EXPECT_EQ(0, epoll_wait(ep, &eev, 1, 0));
+	ret = uffdx_region_map(fd, 4 * ps, 0, &m);
+	ASSERT_EQ(0, ret) TH_LOG("%s", strerror(-ret));
+	ASSERT_EQ(0, uffdx_arm(fd, m.id, 0, 4 * ps, UFFDX_ARM_MISSING));
+
+	a = acc_new((uint8_t *)m.addr + 2 * ps, 0, 0);
+	ASSERT_NE(NULL, a);
+	ASSERT_EQ(0, acc_start_thread(a));
+	memset(&eev, 0, sizeof(eev));
+	ASSERT_EQ(1, epoll_wait(ep, &eev, 1, WAIT_MS))
+		TH_LOG("epoll set up before the API never woke");
+	EXPECT_EQ(fd, eev.data.fd);
+	EXPECT_TRUE(eev.events & EPOLLIN);
+	ASSERT_EQ(1, uffdx_read_events(fd, &ev, 1));
+	EXPECT_EQ(2 * ps, ev.offset);
+	EXPECT_EQ(m.id, ev.region_id);
+	ASSERT_EQ(0, uffdx_zero(fd, m.id, 2 * ps, ps, 0, &res));
+	ASSERT_EQ(0, acc_wait(a, WAIT_MS));
+	EXPECT_EQ(0, a->sig);
+	acc_free(a);
+	uffdx_region_unmap(&m);
+	close(ep);
+	close(fd);
+}
+
+/* ---- a rejected argument struct leaks nothing --------------------------------- */
+
+TEST_F(ctx, region_create_e2big_leaks_nothing)
+{
+	union {
+		struct uffdx_region_create rc;
+		uint8_t b[sizeof(struct uffdx_region_create) + 8];
+	} u;
+	uint64_t id1 = 0, id2 = 0;
+	int fd1, fd2, nfds, i;
+
+	fd1 = uffdx_region_create(self->fd, ps, 0, &id1);
+	ASSERT_LE(0, fd1);
+	nfds = count_open_fds();
+	ASSERT_LT(0, nfds);
+	for (i = 0; i < 16; i++) {
+		memset(&u, 0, sizeof(u));
+		u.rc.size = sizeof(u);
+		u.rc.len = ps;
+		u.rc.fd = -1;
+		u.b[sizeof(u.rc) + (i % 8)] = (uint8_t)(1 + i);
+		EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_REGION_CREATE, &u));
+		EXPECT_EQ(E2BIG, errno);
+		EXPECT_EQ(-1, u.rc.fd);
+	}
+	/* no fd installed, no id used up */
+	EXPECT_EQ(nfds, count_open_fds());
+	fd2 = uffdx_region_create(self->fd, ps, 0, &id2);
+	ASSERT_LE(0, fd2);
+	EXPECT_EQ(id1 + 1, id2);
+	EXPECT_EQ(nfds + 1, count_open_fds());
+	close(fd2);
+	close(fd1);
 }
 
 TEST_HARNESS_MAIN

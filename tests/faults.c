@@ -18,6 +18,8 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -487,6 +489,24 @@ TEST_F(fault, read_buffer_too_small_einval)
 
 #define NMANY 8
 
+/*
+ * Wait until the n accessor threads are all asleep ('S': a missing fault
+ * sleeps TASK_INTERRUPTIBLE) or timeout_ms pass; returns how many were.
+ */
+static int wait_threads_sleeping(struct accessor **a, int n, int timeout_ms)
+{
+	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int i, asleep;
+
+	for (;;) {
+		for (asleep = 0, i = 0; i < n; i++)
+			asleep += !a[i]->done && thread_state(a[i]->tid) == 'S';
+		if (asleep == n || now_ns() >= end)
+			return asleep;
+		usleep(2000);
+	}
+}
+
 TEST_F(fault, several_events_per_read)
 {
 	struct accessor *a[NMANY];
@@ -504,7 +524,13 @@ TEST_F(fault, several_events_per_read)
 	}
 	for (i = 0; i < NMANY; i++)
 		ASSERT_EQ(0, acc_wait_started(a[i], WAIT_MS));
-	sleep_ms(500);	/* let them all fault and queue */
+	/*
+	 * Let them all fault and queue: wait until every faulter sleeps
+	 * (interruptibly: the missing-fault wait), however long that takes
+	 * on a slow kernel, instead of a fixed pause.
+	 */
+	EXPECT_EQ(NMANY, wait_threads_sleeping(a, NMANY, 4 * WAIT_MS))
+		TH_LOG("not every faulter went to sleep");
 	while (n < NMANY) {
 		ret = wait_events(self->ctx, ev + n, 2 * NMANY - n, WAIT_MS);
 		ASSERT_LT(0, ret) TH_LOG("got %d of %d events", n, NMANY);
@@ -575,13 +601,15 @@ static void *mt_thread(void *p)
 	return NULL;
 }
 
-TEST_F(fault, many_threads_many_pages)
+TEST_F_TIMEOUT(fault, many_threads_many_pages, 120)
 {
 	struct mt_arg args[MT_THREADS];
 	pthread_t th[MT_THREADS];
 	struct uffdx_event ev[16];
-	int i, nev = 0, eexist = 0, ndone = 0;
-	uint64_t end = now_ns() + 20000000000ull;
+	int i, nev = 0, eexist = 0, ndone = 0, last_nev = 0, last_ndone = 0;
+	/* fail only when nothing moves for this long, not on a slow run */
+	const uint64_t stall_ns = 20000000000ull;
+	uint64_t last_progress = now_ns();
 	int64_t res;
 
 	for (i = 0; i < MT_THREADS; i++) {
@@ -590,7 +618,7 @@ TEST_F(fault, many_threads_many_pages)
 		args[i].idx = i;
 		ASSERT_EQ(0, pthread_create(&th[i], NULL, mt_thread, &args[i]));
 	}
-	while (ndone < MT_THREADS && now_ns() < end) {
+	while (ndone < MT_THREADS && now_ns() - last_progress < stall_ns) {
 		int n = wait_events(self->ctx, ev, 16, 50);
 
 		ASSERT_LE(0, n) TH_LOG("read: %s", strerror(-n));
@@ -614,8 +642,14 @@ TEST_F(fault, many_threads_many_pages)
 		}
 		for (ndone = 0, i = 0; i < MT_THREADS; i++)
 			ndone += __atomic_load_n(&args[i].done, __ATOMIC_SEQ_CST);
+		if (nev != last_nev || ndone != last_ndone) {
+			last_nev = nev;
+			last_ndone = ndone;
+			last_progress = now_ns();
+		}
 	}
-	ASSERT_EQ(MT_THREADS, ndone) TH_LOG("faulting threads stuck");
+	ASSERT_EQ(MT_THREADS, ndone) TH_LOG("faulting threads stuck: no progress for %llu s",
+					    (unsigned long long)(stall_ns / 1000000000ull));
 	for (i = 0; i < MT_THREADS; i++) {
 		pthread_join(th[i], NULL);
 		EXPECT_EQ(0, args[i].err[0]) TH_LOG("thread %d: %s", i, args[i].err);
@@ -802,19 +836,26 @@ TEST_F(fault, handler_killed_faulter_gets_sigbus)
 
 /* ---- the handler's own process ---------------------------------------------- */
 
+/* Rounds the main thread must see completed, and the bound on any one. */
+#define MM_MIN_ROUNDS	20
+#define MM_ROUND_MAX_NS	10000000000ull
+
 struct mm_arg {
 	int rfd;
 	size_t len;
+	volatile int stop;
 	volatile int done;
+	unsigned long rounds;		/* atomic: completed rounds */
+	uint64_t max_round_ns;		/* longest round */
 	int err;
 };
 
 static void *mm_thread(void *p)
 {
 	struct mm_arg *m = p;
-	int i;
 
-	for (i = 0; i < 200 && !m->err; i++) {
+	while (!__atomic_load_n(&m->stop, __ATOMIC_SEQ_CST) && !m->err) {
+		uint64_t t0 = now_ns(), dt;
 		uint8_t *q = mmap(NULL, 16 * ps, PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
@@ -833,17 +874,28 @@ static void *mm_thread(void *p)
 			m->err = errno;
 		else
 			munmap(q, m->len);
+		dt = now_ns() - t0;
+		if (dt > m->max_round_ns)
+			m->max_round_ns = dt;
+		__atomic_add_fetch(&m->rounds, 1, __ATOMIC_SEQ_CST);
 	}
 	__atomic_store_n(&m->done, 1, __ATOMIC_SEQ_CST);
 	return NULL;
 }
 
-TEST_F(fault, mmap_munmap_while_fault_pending)
+/*
+ * A fault pending in the handler's process must not block its mmap and
+ * munmap: the mapping thread keeps completing rounds.  What is checked is
+ * progress (MM_MIN_ROUNDS rounds, none longer than MM_ROUND_MAX_NS), not
+ * how many rounds fit in some time: a debug kernel under TCG is slow.
+ */
+TEST_F_TIMEOUT(fault, mmap_munmap_while_fault_pending, 120)
 {
 	struct accessor *a = acc_new(PAGE(38), 0, 0);
 	struct mm_arg m = { .rfd = self->rfd, .len = self->len };
+	unsigned long seen = 0, now_rounds;
+	uint64_t last = 0;
 	struct uffdx_event ev;
-	uint64_t end;
 	pthread_t th;
 	int64_t res;
 
@@ -851,12 +903,32 @@ TEST_F(fault, mmap_munmap_while_fault_pending)
 	ASSERT_EQ(0, acc_start_thread(a));
 	ASSERT_EQ(1, wait_event(self->ctx, &ev, WAIT_MS));
 	ASSERT_EQ(0, pthread_create(&th, NULL, mm_thread, &m));
-	end = now_ns() + (uint64_t)WAIT_MS * 2000000ull;
-	while (!__atomic_load_n(&m.done, __ATOMIC_SEQ_CST) && now_ns() < end)
+	last = now_ns();
+	while (seen < MM_MIN_ROUNDS && !m.err && !m.done) {
+		now_rounds = __atomic_load_n(&m.rounds, __ATOMIC_SEQ_CST);
+		if (now_rounds != seen) {
+			seen = now_rounds;
+			last = now_ns();
+		} else if (now_ns() - last > MM_ROUND_MAX_NS) {
+			break;
+		}
+		usleep(1000);
+	}
+	__atomic_store_n(&m.stop, 1, __ATOMIC_SEQ_CST);
+	ASSERT_LE(MM_MIN_ROUNDS, seen)
+		TH_LOG("mmap/munmap stalled after %lu rounds with a fault pending", seen);
+	/* the round in progress ends too */
+	last = now_ns();
+	while (!__atomic_load_n(&m.done, __ATOMIC_SEQ_CST) && now_ns() - last < MM_ROUND_MAX_NS)
 		usleep(1000);
 	ASSERT_TRUE(m.done) TH_LOG("mmap/munmap blocked by a pending fault");
 	pthread_join(th, NULL);
 	EXPECT_EQ(0, m.err) TH_LOG("%s", strerror(m.err));
+	EXPECT_GE(MM_ROUND_MAX_NS, m.max_round_ns)
+		TH_LOG("a round took %llu ms", (unsigned long long)(m.max_round_ns / 1000000));
+	TH_LOG("%lu rounds, longest %llu ms", m.rounds,
+	       (unsigned long long)(m.max_round_ns / 1000000));
+	/* all along, the fault stayed pending */
 	EXPECT_TRUE(acc_blocked(a, 0));
 	fill_pattern(self->buf, ps, 38);
 	ASSERT_EQ(0, uffdx_copy(self->ctx, self->id, 38 * ps, self->buf, ps, 0, &res));
@@ -878,6 +950,59 @@ TEST_F(fault, disarm_wakes_to_zero_page)
 	EXPECT_EQ(0, a->sig);
 	EXPECT_EQ(0, a->first);
 	EXPECT_EQ(0, event_arrives(self->ctx, QUIET_MS));
+	acc_free(a);
+}
+
+/*
+ * A read() that cannot copy its event out puts it back and wakes the
+ * readers again: for an edge-triggered epoll the event is new.
+ */
+TEST_F(fault, read_efault_puts_back_and_wakes_epollet)
+{
+	struct accessor *a = acc_new(PAGE(46) + 46, 0, 0);
+	struct epoll_event eev = { .events = EPOLLIN | EPOLLET };
+	struct uffdx_event ev[2];
+	/* volatile: the compiler must not see through the bad address */
+	void *volatile bad = (void *)(uintptr_t)1;
+	int ep;
+	int64_t res;
+
+	ASSERT_NE(NULL, a);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	ASSERT_LE(0, ep);
+	eev.data.fd = self->ctx;
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, self->ctx, &eev));
+	EXPECT_EQ(0, epoll_wait(ep, &eev, 1, 0));
+
+	ASSERT_EQ(0, acc_start_thread(a));
+	memset(&eev, 0, sizeof(eev));
+	ASSERT_EQ(1, epoll_wait(ep, &eev, 1, WAIT_MS)) TH_LOG("no edge for the fault");
+	EXPECT_EQ(self->ctx, eev.data.fd);
+	/* the edge is used up */
+	EXPECT_EQ(0, epoll_wait(ep, &eev, 1, 0));
+
+	EXPECT_EQ(-1, read(self->ctx, bad, sizeof(struct uffdx_event)));
+	EXPECT_EQ(EFAULT, errno);
+	/* put back: a new edge */
+	memset(&eev, 0, sizeof(eev));
+	ASSERT_EQ(1, epoll_wait(ep, &eev, 1, WAIT_MS))
+		TH_LOG("event put back without waking edge-triggered epoll");
+	EXPECT_EQ(self->ctx, eev.data.fd);
+	EXPECT_TRUE(eev.events & EPOLLIN);
+
+	/* the same event, once */
+	memset(ev, 0xcc, sizeof(ev));
+	ASSERT_EQ(1, uffdx_read_events(self->ctx, ev, 2));
+	check_event(_metadata, &ev[0], PAGE(46), self->id, 46 * ps, 0, getpid(), a->tid);
+	EXPECT_EQ(0, event_arrives(self->ctx, 0));
+	EXPECT_TRUE(acc_blocked(a, 0));
+
+	fill_pattern(self->buf, ps, 46);
+	ASSERT_EQ(0, uffdx_copy(self->ctx, self->id, 46 * ps, self->buf, ps, 0, &res));
+	ASSERT_EQ(0, acc_wait(a, WAIT_MS));
+	EXPECT_EQ(0, a->sig);
+	EXPECT_EQ(self->buf[46], a->first);
+	close(ep);
 	acc_free(a);
 }
 
@@ -998,6 +1123,184 @@ TEST_F(fault, kernel_faults_copy_waits_for_source)
 	EXPECT_EQ(-1, check_pattern((uint8_t *)m.addr + ps, ps, 400));
 	uffdx_region_unmap(&m);
 	close(kctx);
+}
+
+/* ---- exiting and remote faulters --------------------------------------------- */
+
+struct exiter_arg {
+	void *tidptr;
+	volatile pid_t tid;
+};
+
+static void *exiter_thread(void *p)
+{
+	struct exiter_arg *e = p;
+
+	__atomic_store_n(&e->tid, sys_gettid(), __ATOMIC_SEQ_CST);
+	/* at exit the kernel writes 0 there: a kernel-mode fault, exiting */
+	syscall(SYS_set_tid_address, e->tidptr);
+	syscall(SYS_exit, 0);
+	return NULL;
+}
+
+/*
+ * A thread whose clear_child_tid points into an armed hole faults in its
+ * exit path (mm_release() writes it while other threads share the mm).  An
+ * exiting task must not sleep for a handler: the thread goes away.
+ */
+TEST(exit_clear_child_tid_in_armed_hole)
+{
+	int status = -1;
+	pid_t pid;
+
+	SKIP_IF_NO_UFFDX();
+	if (getuid() != 0)
+		SKIP(return, "needs CAP_SYS_PTRACE (kernel faults)");
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		static struct exiter_arg e;
+		struct uffdx_region_info info;
+		struct uffdx_region_map m;
+		char path[64];
+		uint64_t end;
+		pthread_t th;
+		int ctx;
+
+		ctx = ctx_open(DEFAULT_FEATURES | UFFDX_FEATURE_KERNEL_FAULTS, 0);
+		if (ctx < 0)
+			_exit(10);
+		if (uffdx_region_map(ctx, 4 * ps, 0, &m))
+			_exit(11);
+		if (uffdx_arm(ctx, m.id, 0, 4 * ps, UFFDX_ARM_MISSING))
+			_exit(12);
+		e.tidptr = (uint8_t *)m.addr + ps + 64;
+		if (pthread_create(&th, NULL, exiter_thread, &e))
+			_exit(13);
+		/* never joined: its glibc tid word is not cleared any more */
+		end = now_ns() + (uint64_t)WAIT_MS * 1000000ull;
+		while (!__atomic_load_n(&e.tid, __ATOMIC_SEQ_CST)) {
+			if (now_ns() > end)
+				_exit(14);
+			usleep(1000);
+		}
+		/* this thread stays alive, so that mm_users > 1 at its exit */
+		snprintf(path, sizeof(path), "/proc/self/task/%d", (int)e.tid);
+		end = now_ns() + (uint64_t)WAIT_MS * 1000000ull;
+		while (access(path, F_OK) == 0) {
+			if (now_ns() > end)
+				_exit(20);	/* it sleeps in its exit */
+			usleep(1000);
+		}
+		/* the write failed: the hole is still a hole */
+		if (uffdx_region_info(m.fd, &info))
+			_exit(21);
+		if (info.resident)
+			_exit(22);
+		_exit(0);
+	}
+	if (wait_child(pid, &status, 3 * WAIT_MS)) {
+		kill_child(pid, &status);
+		ASSERT_TRUE(0) TH_LOG("child hangs");
+	}
+	ASSERT_TRUE(WIFEXITED(status)) TH_LOG("status 0x%x", status);
+	EXPECT_EQ(0, WEXITSTATUS(status))
+		TH_LOG("child step %d failed (1x setup, 20 the exiting thread sleeps in its fault, 2x after)",
+		       WEXITSTATUS(status));
+}
+
+/* True if *flag is still 0 after ms. */
+static int acc_blocked_flag(volatile int *flag, int ms)
+{
+	uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
+
+	while (now_ns() < end) {
+		if (__atomic_load_n(flag, __ATOMIC_SEQ_CST))
+			return 0;
+		usleep(1000);
+	}
+	return !__atomic_load_n(flag, __ATOMIC_SEQ_CST);
+}
+
+struct remote_res {
+	volatile int done;
+	ssize_t ret;
+	int err;
+	uint8_t data[64];
+};
+
+/*
+ * process_vm_readv() from another process faults on our mapping: the event
+ * names the accessor (pid, tid) and carries PF_KERNEL | PF_REMOTE, at our
+ * address.
+ */
+TEST(remote_fault_flagged)
+{
+	struct uffdx_region_map m;
+	struct remote_res *rr;
+	struct uffdx_event ev;
+	pid_t parent = getpid(), pid;
+	uint8_t *page, *buf;
+	int ctx, ret, status = -1;
+	int64_t res;
+
+	SKIP_IF_NO_UFFDX();
+	if (getuid() != 0)
+		SKIP(return, "needs CAP_SYS_PTRACE (kernel faults)");
+	ctx = ctx_open(DEFAULT_FEATURES | UFFDX_FEATURE_KERNEL_FAULTS, 0);
+	ASSERT_LE(0, ctx) TH_LOG("%s", strerror(-ctx));
+	ret = uffdx_region_map(ctx, 4 * ps, 0, &m);
+	ASSERT_EQ(0, ret);
+	ASSERT_EQ(0, uffdx_arm(ctx, m.id, 0, 4 * ps, UFFDX_ARM_MISSING));
+	rr = mmap(NULL, sizeof(*rr), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, rr);
+	memset(rr, 0, sizeof(*rr));
+	page = (uint8_t *)m.addr + 2 * ps;
+	buf = malloc(ps);
+	ASSERT_NE(NULL, buf);
+	fill_pattern(buf, ps, 77);
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct iovec local = { .iov_base = rr->data, .iov_len = sizeof(rr->data) };
+		struct iovec remote = { .iov_base = page + 100, .iov_len = sizeof(rr->data) };
+
+		/* our copy of the mapping is not what is read: drop it */
+		munmap(m.addr, 4 * ps);
+		rr->ret = process_vm_readv(parent, &local, 1, &remote, 1, 0);
+		rr->err = errno;
+		__atomic_store_n(&rr->done, 1, __ATOMIC_SEQ_CST);
+		_exit(0);
+	}
+	memset(&ev, 0xcc, sizeof(ev));
+	ret = wait_event(ctx, &ev, WAIT_MS);
+	if (ret != 1)
+		kill_child(pid, NULL);
+	ASSERT_EQ(1, ret) TH_LOG("no event for the remote access");
+	check_event(_metadata, &ev, page, m.id, 2 * ps, UFFDX_PF_KERNEL | UFFDX_PF_REMOTE,
+		    pid, pid);
+	EXPECT_TRUE(acc_blocked_flag(&rr->done, QUIET_MS)) TH_LOG("remote reader did not wait");
+
+	ASSERT_EQ(0, uffdx_copy(ctx, m.id, 2 * ps, buf, ps, 0, &res));
+	if (wait_child(pid, &status, WAIT_MS)) {
+		kill_child(pid, NULL);
+		ASSERT_TRUE(0) TH_LOG("remote reader not woken by COPY");
+	}
+	ASSERT_TRUE(rr->done);
+	EXPECT_EQ((ssize_t)sizeof(rr->data), rr->ret) TH_LOG("%s", strerror(rr->err));
+	EXPECT_EQ(0, memcmp(rr->data, buf + 100, sizeof(rr->data)));
+	/* our own later access is local: no event, the page is there */
+	EXPECT_EQ(-1, check_pattern(page, ps, 77));
+	EXPECT_EQ(0, event_arrives(ctx, 0));
+	free(buf);
+	munmap(rr, sizeof(*rr));
+	uffdx_region_unmap(&m);
+	close(ctx);
 }
 
 /* ---- mremap ---------------------------------------------------------------- */

@@ -128,6 +128,17 @@ int write_ll_file(const char *path, long long val);
 
 /* Drop cap from the effective set of the calling thread (raw capset). */
 int drop_effective_cap(int cap);
+/* Put cap back into the effective set (it must still be permitted). */
+int raise_effective_cap(int cap);
+
+/* Whole small text files (sysfs, procfs): length read or -errno. */
+ssize_t read_str_file(const char *path, char *buf, size_t len);
+int write_str_file(const char *path, const char *s);
+
+/* Entries in /proc/self/fd, or -errno. */
+int count_open_fds(void);
+/* State letter of a thread of this process (/proc/self/task/TID/stat), 0 if gone. */
+char thread_state(pid_t tid);
 
 /* Pass and receive one fd over a UNIX socket. */
 int send_fd(int sock, int fd);

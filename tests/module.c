@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -152,6 +153,180 @@ TEST_F(mod, rmmod_with_mapping_only)
 	fill_pattern(p + 3 * ps, ps, 6);
 	EXPECT_EQ(-1, check_pattern(p + 3 * ps, ps, 6));
 	munmap(p, 4 * ps);
+	module_works(_metadata);
+}
+
+/* ---- module references, counted ---------------------------------------------- */
+
+#define REFCNT "/sys/module/uffdx/refcnt"
+
+static long long refcnt(void)
+{
+	long long v = -1;
+
+	if (read_ll_file(REFCNT, &v))
+		return -1;
+	return v;
+}
+
+/* modprobe, found where a system keeps it; NULL if there is none. */
+static const char *modprobe_path(void)
+{
+	static const char *const paths[] = {
+		"/sbin/modprobe", "/usr/sbin/modprobe", "/bin/modprobe", "/usr/bin/modprobe",
+	};
+	unsigned int i;
+
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (access(paths[i], X_OK) == 0)
+			return paths[i];
+	return NULL;
+}
+
+/* Load the module again and wait for its node: 0 or -errno. */
+static int reload(void)
+{
+	const char *mp = modprobe_path();
+	uint64_t end;
+	int status = 0, ret;
+	pid_t pid;
+
+	if (!mp)
+		return -ENOENT;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		execl(mp, "modprobe", "uffdx", (char *)NULL);
+		_exit(127);
+	}
+	ret = wait_child(pid, &status, 6 * WAIT_MS);
+	if (ret) {
+		kill_child(pid, NULL);
+		return ret;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		return -EIO;
+	end = now_ns() + (uint64_t)WAIT_MS * 1000000ull;
+	while (access(UFFDX_DEV, F_OK)) {
+		if (now_ns() > end)
+			return -ETIMEDOUT;
+		usleep(1000);
+	}
+	return 0;
+}
+
+/* Unload (the count must be 0 by now) and load again. */
+static void rmmod_and_reload(struct __test_metadata *_metadata)
+{
+	int ret = try_rmmod();
+
+	ASSERT_EQ(0, ret) TH_LOG("rmmod with nothing open: %s (refcnt %lld)",
+				 strerror(errno), refcnt());
+	EXPECT_NE(0, access("/sys/module/uffdx", F_OK));
+	ret = reload();
+	ASSERT_EQ(0, ret) TH_LOG("modprobe uffdx: %s; the module is left UNLOADED",
+				 strerror(-ret));
+}
+
+/*
+ * Who holds the module: a context file, each region file (the one
+ * REGION_CREATE returned and any reopen), and the region filesystem while
+ * any region lives (its superblock).  A mapping holds a region file, and
+ * so the rest.
+ */
+TEST_F(mod, refcount_of_contexts_and_regions)
+{
+	uint64_t id1 = 0, id2 = 0;
+	int ctx, r1, r2, r3;
+	char path[64];
+	uint8_t *p;
+
+	if (refcnt() < 0)
+		SKIP(return, REFCNT " not readable");
+	if (!modprobe_path())
+		SKIP(return, "no modprobe to load the module again");
+	if (refcnt() != 0)
+		SKIP(return, "uffdx is in use elsewhere (refcnt %lld)", refcnt());
+
+	ctx = ctx_open(DEFAULT_FEATURES, 0);
+	ASSERT_LE(0, ctx);
+	EXPECT_EQ(1, refcnt());
+	r1 = uffdx_region_create(ctx, 2 * ps, 0, &id1);
+	ASSERT_LE(0, r1);
+	EXPECT_EQ(3, refcnt()) TH_LOG("context + region file + filesystem");
+	r2 = uffdx_region_create(ctx, 2 * ps, 0, &id2);
+	ASSERT_LE(0, r2);
+	EXPECT_EQ(4, refcnt());
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", r1);
+	r3 = open(path, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, r3) TH_LOG("reopen: %s", strerror(errno));
+	EXPECT_EQ(5, refcnt()) TH_LOG("a reopened region file");
+	close(r3);
+	EXPECT_EQ(4, refcnt());
+	close(r2);
+	EXPECT_EQ(3, refcnt());
+
+	/* a mapping holds the region file; the fd can go */
+	p = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, r1, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	close(r1);
+	EXPECT_EQ(3, refcnt());
+	p[0] = 1;
+	munmap(p, 2 * ps);
+	EXPECT_EQ(1, refcnt()) TH_LOG("regions gone: only the context");
+
+	/* a region that outlives its context */
+	r1 = uffdx_region_create(ctx, ps, 0, &id1);
+	ASSERT_LE(0, r1);
+	EXPECT_EQ(3, refcnt());
+	close(ctx);
+	EXPECT_EQ(2, refcnt()) TH_LOG("region file + filesystem");
+	close(r1);
+	EXPECT_EQ(0, refcnt());
+
+	rmmod_and_reload(_metadata);
+	module_works(_metadata);
+	EXPECT_EQ(0, refcnt());
+}
+
+/* Regions come and go, and so does the module, every time. */
+TEST_F_TIMEOUT(mod, rmmod_after_regions_loop, 240)
+{
+	int round;
+
+	if (refcnt() < 0)
+		SKIP(return, REFCNT " not readable");
+	if (!modprobe_path())
+		SKIP(return, "no modprobe to load the module again");
+	if (refcnt() != 0)
+		SKIP(return, "uffdx is in use elsewhere (refcnt %lld)", refcnt());
+
+	for (round = 0; round < 20; round++) {
+		struct uffdx_region_map m;
+		int64_t res = 0;
+		int ctx, ret;
+
+		ctx = ctx_open(DEFAULT_FEATURES, 0);
+		ASSERT_LE(0, ctx) TH_LOG("round %d: %s", round, strerror(-ctx));
+		ret = uffdx_region_map(ctx, 4 * ps, 0, &m);
+		ASSERT_EQ(0, ret) TH_LOG("round %d: %s", round, strerror(-ret));
+		ASSERT_EQ(0, uffdx_zero(ctx, m.id, ps, ps, 0, &res));
+		((uint8_t *)m.addr)[0] = (uint8_t)round;
+		EXPECT_EQ((uint8_t)round, ((uint8_t *)m.addr)[0]);
+		if (round & 1) {
+			/* the region outlives the context, briefly */
+			close(ctx);
+			uffdx_region_unmap(&m);
+		} else {
+			uffdx_region_unmap(&m);
+			close(ctx);
+		}
+		ASSERT_EQ(0, refcnt()) TH_LOG("round %d", round);
+		rmmod_and_reload(_metadata);
+	}
 	module_works(_metadata);
 }
 

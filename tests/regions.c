@@ -6,6 +6,7 @@
  */
 #include "helpers.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <poll.h>
@@ -15,6 +16,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -518,9 +521,10 @@ static void *create_race_prober(void *arg)
 }
 
 /*
- * Region ids are the lowest free ones, so another thread can name a region
- * while it is being created: it must find either nothing (ENOENT) or a complete
- * region, never a half-built one (the kernel log scan catches a crash).
+ * Region ids are allocated cyclically, increasing, so another thread can
+ * predict the id of a region being created and name it: it must find either
+ * nothing (ENOENT) or a complete region, never a half-built one (the kernel
+ * log scan catches a crash).
  */
 TEST_F(region, lookup_races_with_create)
 {
@@ -535,8 +539,8 @@ TEST_F(region, lookup_races_with_create)
 	for (i = 0; i < cr.n; i++) {
 		fd = uffdx_region_create(self->ctx, ps, 0, &id);
 		ASSERT_LE(0, fd);
-		/* ids are the lowest free ones: within the probed range */
-		EXPECT_TRUE(id >= cr.first_id && id < cr.first_id + cr.n);
+		/* the next id each time, though the previous one was freed */
+		EXPECT_EQ(cr.first_id + i, id);
 		close(fd);
 	}
 	cr.stop = 1;
@@ -809,6 +813,446 @@ TEST_F(region, range_ops_good_args)
 		EXPECT_EQ(SIGBUS, try_read(self->map + 9 * ps, &v));
 	}
 	free(src);
+}
+
+/* ---- region ids ------------------------------------------------------------ */
+
+/* Raw COPY of one page, to see errno. */
+static int raw_copy(int ctx, uint64_t id, uint64_t off, const void *src)
+{
+	struct uffdx_range r;
+
+	memset(&r, 0, sizeof(r));
+	r.size = sizeof(r);
+	r.region_id = id;
+	r.offset = off;
+	r.len = ps;
+	r.src = (uintptr_t)src;
+	return ioctl(ctx, UFFDX_IOC_COPY, &r);
+}
+
+/*
+ * Ids are never reused within a context: a handler holding an event of a
+ * region that died cannot fill a new region by mistake.
+ */
+TEST_F(region, ids_never_reused)
+{
+	uint64_t a = 0, b = 0, c = 0, d = 0;
+	struct uffdx_region_info info;
+	uint8_t *p;
+	int fa, fb, fc, fd;
+
+	fill_pattern(self->buf, ps, 8);
+	fa = uffdx_region_create(self->ctx, ps, 0, &a);
+	ASSERT_LE(0, fa);
+	EXPECT_LT(self->id, a);
+	close(fa);		/* no mapping: the region is gone */
+	fb = uffdx_region_create(self->ctx, ps, 0, &b);
+	ASSERT_LE(0, fb);
+	EXPECT_NE(a, b);
+	EXPECT_LT(a, b) TH_LOG("id %llu after %llu", (unsigned long long)b,
+			       (unsigned long long)a);
+	/* the old id names nothing, and the new region got nothing */
+	EXPECT_EQ(-1, raw_copy(self->ctx, a, 0, self->buf));
+	EXPECT_EQ(ENOENT, errno);
+	ASSERT_EQ(0, uffdx_region_info(fb, &info));
+	EXPECT_EQ(b, info.region_id);
+	EXPECT_EQ(0, info.resident);
+
+	/* kept alive by a mapping only: still its id, until the munmap */
+	p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, fb, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	close(fb);
+	EXPECT_EQ(0, raw_copy(self->ctx, b, 0, self->buf)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(0, memcmp(p, self->buf, ps));
+	munmap(p, ps);
+	EXPECT_EQ(-1, raw_copy(self->ctx, b, 0, self->buf));
+	EXPECT_EQ(ENOENT, errno);
+
+	fc = uffdx_region_create(self->ctx, ps, 0, &c);
+	ASSERT_LE(0, fc);
+	EXPECT_LT(b, c);
+	fd = uffdx_region_create(self->ctx, ps, 0, &d);
+	ASSERT_LE(0, fd);
+	EXPECT_LT(c, d);
+	EXPECT_EQ(-1, raw_copy(self->ctx, a, 0, self->buf));
+	EXPECT_EQ(ENOENT, errno);
+	EXPECT_EQ(-1, raw_copy(self->ctx, b, 0, self->buf));
+	EXPECT_EQ(ENOENT, errno);
+	close(fc);
+	close(fd);
+}
+
+/* ---- reopening a region through /proc/self/fd ------------------------------- */
+
+static int reopen_fd(int fd, int flags)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, flags | O_CLOEXEC);
+}
+
+TEST_F(region, reopen_rdwr_shares_region)
+{
+	struct uffdx_region_info info;
+	uint8_t *p;
+	int64_t res;
+	int fd2;
+
+	fd2 = reopen_fd(self->rfd, O_RDWR);
+	ASSERT_LE(0, fd2) TH_LOG("reopen: %s", strerror(errno));
+	EXPECT_EQ(O_RDWR, fcntl(fd2, F_GETFL) & O_ACCMODE);
+	ASSERT_EQ(0, uffdx_region_info(fd2, &info));
+	EXPECT_EQ(self->id, info.region_id);
+	EXPECT_EQ(self->len, info.len);
+
+	p = mmap(NULL, self->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, 0);
+	ASSERT_NE(MAP_FAILED, p) TH_LOG("%s", strerror(errno));
+	fill_pattern(self->map + ps, ps, 31);
+	EXPECT_EQ(-1, check_pattern(p + ps, ps, 31));
+	fill_pattern(p + 2 * ps, ps, 32);
+	EXPECT_EQ(-1, check_pattern(self->map + 2 * ps, ps, 32));
+	ASSERT_EQ(0, uffdx_region_info(fd2, &info));
+	EXPECT_EQ(2 * ps, info.resident);
+
+	/* the reopened fd alone keeps the region */
+	munmap(self->map, self->len);
+	self->map = MAP_FAILED;
+	close(self->rfd);
+	self->rfd = -1;
+	ASSERT_EQ(0, uffdx_region_info(fd2, &info));
+	EXPECT_EQ(self->id, info.region_id);
+	EXPECT_EQ(2 * ps, info.resident);
+	EXPECT_EQ(-1, check_pattern(p + ps, ps, 31));
+	fill_pattern(self->buf, ps, 33);
+	ASSERT_EQ(0, uffdx_copy(self->ctx, self->id, 3 * ps, self->buf, ps, 0, &res));
+	EXPECT_EQ(0, memcmp(p + 3 * ps, self->buf, ps));
+	munmap(p, self->len);
+	ASSERT_EQ(0, uffdx_region_info(fd2, &info));
+	EXPECT_EQ(3 * ps, info.resident);
+	close(fd2);
+}
+
+TEST_F(region, reopen_rdonly_maps_read_only)
+{
+	struct uffdx_region_info info;
+	uint8_t *p, *q, v = 0;
+	int64_t res;
+	int fd2;
+
+	fill_pattern(self->map, 2 * ps, 40);
+	fd2 = reopen_fd(self->rfd, O_RDONLY);
+	ASSERT_LE(0, fd2) TH_LOG("reopen: %s", strerror(errno));
+	EXPECT_EQ(O_RDONLY, fcntl(fd2, F_GETFL) & O_ACCMODE);
+	ASSERT_EQ(0, uffdx_region_info(fd2, &info));
+	EXPECT_EQ(self->id, info.region_id);
+	EXPECT_EQ(self->len, info.len);
+	EXPECT_EQ(2 * ps, info.resident);
+
+	/* writable shared mappings of a read-only file: refused */
+	q = mmap(NULL, self->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, 0);
+	EXPECT_EQ(MAP_FAILED, q);
+	EXPECT_EQ(EACCES, errno);
+	if (q != MAP_FAILED)
+		munmap(q, self->len);
+
+	p = mmap(NULL, self->len, PROT_READ, MAP_SHARED, fd2, 0);
+	ASSERT_NE(MAP_FAILED, p) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(-1, check_pattern(p, 2 * ps, 40));
+	/* nor can it be made writable later */
+	EXPECT_EQ(-1, mprotect(p, ps, PROT_READ | PROT_WRITE));
+	EXPECT_EQ(EACCES, errno);
+	EXPECT_EQ(SIGSEGV, try_write(p, 1));
+	EXPECT_EQ(-1, check_pattern(p, 2 * ps, 40));
+	/* it sees writes made through the writable mapping */
+	fill_pattern(self->map + 5 * ps, ps, 41);
+	EXPECT_EQ(-1, check_pattern(p + 5 * ps, ps, 41));
+
+	/* the read-only fd alone keeps the region */
+	munmap(self->map, self->len);
+	self->map = MAP_FAILED;
+	close(self->rfd);
+	self->rfd = -1;
+	munmap(p, self->len);
+	ASSERT_EQ(0, uffdx_region_info(fd2, &info));
+	EXPECT_EQ(self->id, info.region_id);
+	EXPECT_EQ(3 * ps, info.resident);
+	fill_pattern(self->buf, ps, 42);
+	ASSERT_EQ(0, uffdx_copy(self->ctx, self->id, 7 * ps, self->buf, ps, 0, &res));
+	p = mmap(NULL, self->len, PROT_READ, MAP_SHARED, fd2, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(-1, check_pattern(p, 2 * ps, 40));
+	EXPECT_EQ(-1, check_pattern(p + 5 * ps, ps, 41));
+	EXPECT_EQ(-1, check_pattern(p + 7 * ps, ps, 42));
+	EXPECT_EQ(0, try_read(p + 9 * ps, &v));
+	EXPECT_EQ(0, v);
+	munmap(p, self->len);
+	close(fd2);
+}
+
+/* ---- REGION_INFO's ioctl number ---------------------------------------------- */
+
+/* As on the context: type, number and direction count; the size does not. */
+TEST_F(region, region_info_ioctl_number_ignores_size)
+{
+	struct uffdx_region_info info;
+	unsigned long good[] = {
+		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, char[8]),
+		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, char[1]),
+		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, struct uffdx_range),
+		_IOC(_IOC_READ | _IOC_WRITE, UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, 0),
+		UFFDX_IOC_REGION_INFO,
+	};
+	unsigned long bad[] = {
+		_IOR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, struct uffdx_region_info),
+		_IOW(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, struct uffdx_region_info),
+		_IO(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO),
+		_IOR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, char[8]),
+		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO + 1, struct uffdx_region_info),
+		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO - 1, struct uffdx_region_info),
+		_IOWR(UFFDX_IOC_MAGIC + 1, _UFFDX_REGION_INFO, struct uffdx_region_info),
+		_IOWR(UFFDX_IOC_MAGIC, 0xff, struct uffdx_region_info),
+	};
+	unsigned int i;
+
+	self->map[0] = 1;
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		memset(&info, 0xcc, sizeof(info));
+		info.size = sizeof(info);
+		info.flags = 0;
+		memset(info.reserved, 0, sizeof(info.reserved));
+		EXPECT_EQ(0, ioctl(self->rfd, good[i], &info))
+			TH_LOG("ioctl 0x%lx: %s", good[i], strerror(errno));
+		EXPECT_EQ(self->id, info.region_id) TH_LOG("ioctl 0x%lx", good[i]);
+		EXPECT_EQ(self->len, info.len);
+		EXPECT_EQ(ps, info.resident);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&info, 0, sizeof(info));
+		info.size = sizeof(info);
+		EXPECT_EQ(-1, ioctl(self->rfd, bad[i], &info)) TH_LOG("ioctl 0x%lx", bad[i]);
+		EXPECT_EQ(ENOTTY, errno) TH_LOG("ioctl 0x%lx: %s", bad[i], strerror(errno));
+	}
+}
+
+/* ---- MADV_DONTNEED and fork ---------------------------------------------------- */
+
+TEST_F(region, dontneed_refault_and_fork)
+{
+	struct uffdx_region_info info;
+	unsigned char vec[32];
+	uint8_t *src, *p;
+	int64_t res = 0;
+	uint64_t id = 0;
+	int k, rfd, status = -1;
+	pid_t pid;
+
+	rfd = uffdx_region_create(self->ctx, 32 * ps, 0, &id);
+	ASSERT_LE(0, rfd);
+	p = mmap(NULL, 32 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	src = malloc(32 * ps);
+	ASSERT_NE(NULL, src);
+	for (k = 0; k < 32; k++)
+		fill_pattern(src + k * ps, ps, 300 + k);
+	ASSERT_EQ(0, uffdx_copy(self->ctx, id, 0, src, 16 * ps, 0, &res));
+	memcpy(p + 16 * ps, src + 16 * ps, 16 * ps);	/* half by writes */
+	EXPECT_EQ(0, memcmp(p, src, 32 * ps));
+
+	/* DONTNEED drops the PTEs, not the data */
+	ASSERT_EQ(0, madvise(p, 32 * ps, MADV_DONTNEED)) TH_LOG("%s", strerror(errno));
+	ASSERT_EQ(0, mincore(p, 32 * ps, vec));
+	for (k = 0; k < 32; k++)
+		EXPECT_EQ(0, vec[k] & 1) TH_LOG("page %d still mapped", k);
+	ASSERT_EQ(0, uffdx_region_info(rfd, &info));
+	EXPECT_EQ(32 * ps, info.resident);
+
+	/* one access refaults its aligned 16-page window */
+	EXPECT_EQ(src[21 * ps + 77], p[21 * ps + 77]);
+	ASSERT_EQ(0, mincore(p, 32 * ps, vec));
+	for (k = 0; k < 32; k++)
+		EXPECT_EQ(k >= 16, vec[k] & 1) TH_LOG("page %d", k);
+	EXPECT_EQ(0, memcmp(p, src, 32 * ps));
+	ASSERT_EQ(0, uffdx_region_info(rfd, &info));
+	EXPECT_EQ(32 * ps, info.resident);
+
+	/* and a fork (after another DONTNEED) sees it all, shared */
+	ASSERT_EQ(0, madvise(p, 32 * ps, MADV_DONTNEED));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		for (k = 0; k < 32; k++)
+			if (check_pattern(p + k * ps, ps, 300 + k) != -1)
+				_exit(10 + k);
+		fill_pattern(p + 9 * ps, ps, 399);
+		_exit(0);
+	}
+	ASSERT_EQ(0, wait_child(pid, &status, WAIT_MS));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("child saw page %d damaged",
+						 WEXITSTATUS(status) - 10);
+	EXPECT_EQ(-1, check_pattern(p + 9 * ps, ps, 399)) TH_LOG("child's write not seen");
+	for (k = 0; k < 32; k++)
+		if (k != 9)
+			EXPECT_EQ(-1, check_pattern(p + k * ps, ps, 300 + k)) TH_LOG("page %d", k);
+	ASSERT_EQ(0, uffdx_region_info(rfd, &info));
+	EXPECT_EQ(32 * ps, info.resident);
+	free(src);
+	munmap(p, 32 * ps);
+	close(rfd);
+}
+
+/* ---- core dumps ----------------------------------------------------------------- */
+
+#define CORE_PATTERN "/proc/sys/kernel/core_pattern"
+#define CORE_PREFIX "uffdx-core."
+#define CORE_NPAGES 256
+
+FIXTURE(coredump) {
+	char old_pattern[512];
+	int saved;
+};
+
+FIXTURE_SETUP(coredump)
+{
+	ssize_t n;
+
+	self->saved = 0;
+	SKIP_IF_NO_UFFDX();
+	if (getuid() != 0)
+		SKIP(return, "needs root (core_pattern)");
+	n = read_str_file(CORE_PATTERN, self->old_pattern, sizeof(self->old_pattern));
+	if (n < 0)
+		SKIP(return, "cannot read " CORE_PATTERN ": %s", strerror((int)-n));
+	/* strip the newline; write it back as it was */
+	while (n > 0 && self->old_pattern[n - 1] == '\n')
+		self->old_pattern[--n] = 0;
+	self->saved = 1;
+	n = write_str_file(CORE_PATTERN, "/tmp/" CORE_PREFIX "%p");
+	if (n)
+		SKIP(return, "cannot set " CORE_PATTERN ": %s", strerror((int)-n));
+}
+
+static void remove_cores(void)
+{
+	DIR *d = opendir("/tmp");
+	struct dirent *de;
+	char path[300];
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, CORE_PREFIX, strlen(CORE_PREFIX)))
+			continue;
+		snprintf(path, sizeof(path), "/tmp/%s", de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+}
+
+FIXTURE_TEARDOWN_PARENT(coredump)
+{
+	if (self->saved)
+		write_str_file(CORE_PATTERN, self->old_pattern);
+	remove_cores();
+}
+
+/* Fork a child that dumps core with the region @map mapped; its wait status. */
+static int dump_core(struct __test_metadata *_metadata, int *status)
+{
+	pid_t pid;
+	int ret;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+
+		setrlimit(RLIMIT_CORE, &rl);
+		write_str_file("/proc/self/coredump_filter", "0x3f");
+		prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+		signal(SIGABRT, SIG_DFL);
+		abort();
+	}
+	ret = wait_child(pid, status, 4 * WAIT_MS);
+	if (ret) {
+		TH_LOG("the dumping child hangs");
+		kill_child(pid, status);
+	}
+	return ret;
+}
+
+TEST_F(coredump, dump_does_not_populate_holes)
+{
+	struct uffdx_region_info info;
+	size_t len = CORE_NPAGES * ps;
+	struct uffdx_region_map m;
+	int ctx, ret, status = 0, k;
+
+	ctx = ctx_open(DEFAULT_FEATURES, 0);
+	ASSERT_LE(0, ctx);
+	ret = uffdx_region_map(ctx, len, 0, &m);
+	ASSERT_EQ(0, ret) TH_LOG("%s", strerror(-ret));
+	fill_pattern(m.addr, ps, 1);
+	fill_pattern((uint8_t *)m.addr + 200 * ps, ps, 2);
+	ASSERT_EQ(0, uffdx_region_info(m.fd, &info));
+	ASSERT_EQ(2 * ps, info.resident);
+
+	ASSERT_EQ(0, dump_core(_metadata, &status));
+	ASSERT_TRUE(WIFSIGNALED(status)) TH_LOG("status 0x%x", status);
+	EXPECT_EQ(SIGABRT, WTERMSIG(status));
+	if (!WCOREDUMP(status))
+		SKIP(goto out, "no core was written");
+	ASSERT_EQ(0, uffdx_region_info(m.fd, &info));
+	EXPECT_EQ(2 * ps, info.resident) TH_LOG("the core dump populated %llu holes",
+						(unsigned long long)(info.resident / ps - 2));
+	EXPECT_EQ(-1, check_pattern(m.addr, ps, 1));
+	EXPECT_EQ(-1, check_pattern((uint8_t *)m.addr + 200 * ps, ps, 2));
+	for (k = 1; k < CORE_NPAGES; k++)
+		if (k != 200)
+			EXPECT_TRUE(is_zero((uint8_t *)m.addr + k * ps, ps)) TH_LOG("page %d", k);
+out:
+	uffdx_region_unmap(&m);
+	close(ctx);
+}
+
+TEST_F(coredump, dump_with_armed_holes_does_not_hang)
+{
+	struct uffdx_region_info info;
+	size_t len = CORE_NPAGES * ps;
+	struct uffdx_region_map m;
+	int ctx, ret, status = 0;
+	uint8_t *buf;
+	int64_t res;
+
+	/* kernel-mode faults would wait for us: a dump must not */
+	ctx = ctx_open(DEFAULT_FEATURES | UFFDX_FEATURE_KERNEL_FAULTS, 0);
+	ASSERT_LE(0, ctx) TH_LOG("%s", strerror(-ctx));
+	ret = uffdx_region_map(ctx, len, 0, &m);
+	ASSERT_EQ(0, ret) TH_LOG("%s", strerror(-ret));
+	ASSERT_EQ(0, uffdx_arm(ctx, m.id, 0, len, UFFDX_ARM_MISSING));
+	buf = malloc(ps);
+	ASSERT_NE(NULL, buf);
+	fill_pattern(buf, ps, 3);
+	ASSERT_EQ(0, uffdx_copy(ctx, m.id, 0, buf, ps, 0, &res));
+	ASSERT_EQ(0, uffdx_copy(ctx, m.id, 100 * ps, buf, ps, 0, &res));
+
+	/* we hold the context open and never resolve anything */
+	ASSERT_EQ(0, dump_core(_metadata, &status)) TH_LOG("core dump hangs on armed holes");
+	ASSERT_TRUE(WIFSIGNALED(status)) TH_LOG("status 0x%x", status);
+	EXPECT_EQ(SIGABRT, WTERMSIG(status));
+	if (!WCOREDUMP(status))
+		SKIP(goto out, "no core was written");
+	ASSERT_EQ(0, uffdx_region_info(m.fd, &info));
+	EXPECT_EQ(2 * ps, info.resident);
+out:
+	free(buf);
+	uffdx_region_unmap(&m);
+	close(ctx);
 }
 
 TEST_HARNESS_MAIN
