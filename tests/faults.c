@@ -87,27 +87,6 @@ static void check_event(struct __test_metadata *_metadata, const struct uffdx_ev
 	EXPECT_EQ(0, ev->reserved[2]);
 }
 
-/* Raw range ioctl, to see errno and result together. */
-static int raw_range(int ctx, unsigned long nr, uint64_t id, uint64_t off, uint64_t len,
-		     const void *src, uint32_t mode, int64_t *result)
-{
-	struct uffdx_range r;
-	int ret;
-
-	memset(&r, 0, sizeof(r));
-	r.size = sizeof(r);
-	r.mode = mode;
-	r.region_id = id;
-	r.offset = off;
-	r.len = len;
-	r.src = (uintptr_t)src;
-	r.result = 0x7a7a7a7a;
-	ret = ioctl(ctx, nr, &r);
-	if (result)
-		*result = r.result;
-	return ret;
-}
-
 #define PAGE(i) (self->map + (size_t)(i) * ps)
 
 TEST_F(fault, read_fault_event_then_copy)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -635,4 +636,25 @@ int recv_fd(int sock, int timeout_ms)
 		return -EBADMSG;
 	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
 	return fd;
+}
+
+/* Raw range ioctl, to see errno and result together (result preset). */
+int raw_range(int ctx, unsigned long nr, uint64_t id, uint64_t off, uint64_t len,
+	      const void *src, uint32_t mode, int64_t *result)
+{
+	struct uffdx_range r;
+	int ret;
+
+	memset(&r, 0, sizeof(r));
+	r.size = sizeof(r);
+	r.mode = mode;
+	r.region_id = id;
+	r.offset = off;
+	r.len = len;
+	r.src = (uintptr_t)src;
+	r.result = 0x7a7a7a7a;
+	ret = ioctl(ctx, nr, &r);
+	if (result)
+		*result = r.result;
+	return ret;
 }

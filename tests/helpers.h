@@ -140,6 +140,10 @@ int count_open_fds(void);
 /* State letter of a thread of this process (/proc/self/task/TID/stat), 0 if gone. */
 char thread_state(pid_t tid);
 
+/* A range ioctl, raw: ioctl()'s value with errno kept, result in *result. */
+int raw_range(int ctx, unsigned long nr, uint64_t id, uint64_t off, uint64_t len,
+	      const void *src, uint32_t mode, int64_t *result);
+
 /* Pass and receive one fd over a UNIX socket. */
 int send_fd(int sock, int fd);
 int recv_fd(int sock, int timeout_ms);

@@ -98,30 +98,10 @@ static int ctx_open_limited(struct __test_metadata *_metadata, FIXTURE_DATA(budg
 	return ctx;
 }
 
-/* Raw range ioctl: ioctl()'s value, errno kept, result in *result. */
-static int range(int ctx, unsigned long nr, uint64_t id, uint64_t off, uint64_t len,
-		 const void *src, uint32_t mode, int64_t *result)
-{
-	struct uffdx_range r;
-	int ret;
-
-	memset(&r, 0, sizeof(r));
-	r.size = sizeof(r);
-	r.mode = mode;
-	r.region_id = id;
-	r.offset = off;
-	r.len = len;
-	r.src = (uintptr_t)src;
-	r.result = 0x7a7a7a7a;
-	ret = ioctl(ctx, nr, &r);
-	if (result)
-		*result = r.result;
-	return ret;
-}
 
 #define EXPECT_FILL_ENOMEM(ctx, nr, id, off) do {				\
 	int64_t __res = 0;							\
-	EXPECT_EQ(-1, range(ctx, nr, id, off, ps, NULL, 0, &__res));		\
+	EXPECT_EQ(-1, raw_range(ctx, nr, id, off, ps, NULL, 0, &__res));		\
 	EXPECT_EQ(ENOMEM, errno);						\
 	EXPECT_EQ(-ENOMEM, __res);						\
 } while (0)
@@ -129,7 +109,7 @@ static int range(int ctx, unsigned long nr, uint64_t id, uint64_t off, uint64_t 
 /* ZERO of npages at page index first: expect it whole. */
 #define EXPECT_ZERO_OK(ctx, id, first, npages) do {				\
 	int64_t __res = 0;							\
-	EXPECT_EQ(0, range(ctx, UFFDX_IOC_ZERO, id, (uint64_t)(first) * ps,	\
+	EXPECT_EQ(0, raw_range(ctx, UFFDX_IOC_ZERO, id, (uint64_t)(first) * ps,	\
 			   (uint64_t)(npages) * ps, NULL, 0, &__res))		\
 		TH_LOG("ZERO %d pages: %s", (int)(npages), strerror(errno));	\
 	EXPECT_EQ((int64_t)(npages) * (int64_t)ps, __res);			\
@@ -138,7 +118,7 @@ static int range(int ctx, unsigned long nr, uint64_t id, uint64_t off, uint64_t 
 /* ZERO of npages that can do only done of them: EAGAIN, result done pages. */
 #define EXPECT_ZERO_PARTIAL(ctx, id, first, npages, done) do {			\
 	int64_t __res = 0;							\
-	EXPECT_EQ(-1, range(ctx, UFFDX_IOC_ZERO, id, (uint64_t)(first) * ps,	\
+	EXPECT_EQ(-1, raw_range(ctx, UFFDX_IOC_ZERO, id, (uint64_t)(first) * ps,	\
 			    (uint64_t)(npages) * ps, NULL, 0, &__res));		\
 	EXPECT_EQ(EAGAIN, errno);						\
 	EXPECT_EQ((int64_t)(done) * (int64_t)ps, __res)			\
@@ -315,10 +295,10 @@ TEST_F(budget, other_user_has_own_budget)
 		if (uffdx_region_map(c, 128 * ps, 0, &cm))
 			_exit(12);
 		/* a budget of its own: 64 pages */
-		if (range(c, UFFDX_IOC_ZERO, cm.id, 0, 64 * ps, NULL, 0, &r) || r != (int64_t)(64 * ps))
+		if (raw_range(c, UFFDX_IOC_ZERO, cm.id, 0, 64 * ps, NULL, 0, &r) || r != (int64_t)(64 * ps))
 			_exit(13);
 		/* and bounded the same way */
-		if (range(c, UFFDX_IOC_ZERO, cm.id, 64 * ps, ps, NULL, 0, &r) != -1 || errno != ENOMEM)
+		if (raw_range(c, UFFDX_IOC_ZERO, cm.id, 64 * ps, ps, NULL, 0, &r) != -1 || errno != ENOMEM)
 			_exit(14);
 		if (try_write((uint8_t *)cm.addr + 100 * ps, 1) != SIGBUS)
 			_exit(15);
@@ -387,9 +367,9 @@ TEST_F(budget, arming_bitmap_is_charged)
 	/* 1 TiB: a 32 MiB bitmap is far over 64 pages */
 	fd = uffdx_region_create(ctx, tib, 0, &id);
 	ASSERT_LE(0, fd) TH_LOG("%s", strerror(-fd));
-	EXPECT_EQ(-1, range(ctx, UFFDX_IOC_ARM, id, 0, tib, NULL, UFFDX_ARM_MISSING, NULL));
+	EXPECT_EQ(-1, raw_range(ctx, UFFDX_IOC_ARM, id, 0, tib, NULL, UFFDX_ARM_MISSING, NULL));
 	EXPECT_EQ(ENOMEM, errno) TH_LOG("%s", strerror(errno));
-	EXPECT_EQ(-1, range(ctx, UFFDX_IOC_ARM, id, tib - ps, ps, NULL, UFFDX_ARM_MISSING, NULL));
+	EXPECT_EQ(-1, raw_range(ctx, UFFDX_IOC_ARM, id, tib - ps, ps, NULL, UFFDX_ARM_MISSING, NULL));
 	EXPECT_EQ(ENOMEM, errno);
 	/* and the failed ARMs left nothing charged: all 64 pages fill */
 	EXPECT_ZERO_OK(ctx, id, 1000, 64);
@@ -437,7 +417,7 @@ TEST_F(budget, poison_is_charged_and_discard_refunds)
 	ASSERT_LE(0, fd);
 
 	/* 64 pages of budget: 64 * ps / 512 poison entries */
-	EXPECT_EQ(-1, range(ctx, UFFDX_IOC_POISON, id, 0, gib, NULL, 0, &res));
+	EXPECT_EQ(-1, raw_range(ctx, UFFDX_IOC_POISON, id, 0, gib, NULL, 0, &res));
 	EXPECT_EQ(EAGAIN, errno);
 	EXPECT_EQ(64 * per_page * (int64_t)ps, res)
 		TH_LOG("%lld poison entries", (long long)(res / (int64_t)ps));
@@ -445,20 +425,20 @@ TEST_F(budget, poison_is_charged_and_discard_refunds)
 	EXPECT_FILL_ENOMEM(ctx, UFFDX_IOC_ZERO, id, gib - ps);
 
 	/* DISCARD gives it all back: the same again */
-	ASSERT_EQ(0, range(ctx, UFFDX_IOC_DISCARD, id, 0, gib, NULL, 0, &res));
+	ASSERT_EQ(0, raw_range(ctx, UFFDX_IOC_DISCARD, id, 0, gib, NULL, 0, &res));
 	EXPECT_EQ((int64_t)gib, res);
-	EXPECT_EQ(-1, range(ctx, UFFDX_IOC_POISON, id, 0, gib, NULL, 0, &res));
+	EXPECT_EQ(-1, raw_range(ctx, UFFDX_IOC_POISON, id, 0, gib, NULL, 0, &res));
 	EXPECT_EQ(EAGAIN, errno);
 	EXPECT_EQ(64 * per_page * (int64_t)ps, res);
-	ASSERT_EQ(0, range(ctx, UFFDX_IOC_DISCARD, id, 0, gib, NULL, 0, &res));
+	ASSERT_EQ(0, raw_range(ctx, UFFDX_IOC_DISCARD, id, 0, gib, NULL, 0, &res));
 
 	/* one poison entry is never free: a page's budget holds ps / 512 */
 	EXPECT_ZERO_OK(ctx, id, 0, 63);
-	EXPECT_EQ(-1, range(ctx, UFFDX_IOC_POISON, id, 100 * ps, 4 * per_page * ps, NULL, 0, &res));
+	EXPECT_EQ(-1, raw_range(ctx, UFFDX_IOC_POISON, id, 100 * ps, 4 * per_page * ps, NULL, 0, &res));
 	EXPECT_EQ(EAGAIN, errno);
 	EXPECT_EQ(per_page * (int64_t)ps, res);
 	EXPECT_FILL_ENOMEM(ctx, UFFDX_IOC_POISON, id, gib - ps);
-	ASSERT_EQ(0, range(ctx, UFFDX_IOC_DISCARD, id, 0, gib, NULL, 0, &res));
+	ASSERT_EQ(0, raw_range(ctx, UFFDX_IOC_DISCARD, id, 0, gib, NULL, 0, &res));
 	EXPECT_ZERO_OK(ctx, id, 0, 64);
 	close(fd);
 	close(ctx);
@@ -836,10 +816,10 @@ static void race_fill(struct race_thread *t, uint64_t *buf)
 	if (k + n > RACE_PAGES)
 		n = (unsigned int)(RACE_PAGES - k);
 	if (rnd(t) % 4 == 0) {
-		ret = range(r->ctx, UFFDX_IOC_ZERO, r->id, k * ps, n * ps, NULL, 0, &res);
+		ret = raw_range(r->ctx, UFFDX_IOC_ZERO, r->id, k * ps, n * ps, NULL, 0, &res);
 	} else {
 		race_prepare(r, buf, k, n, __atomic_add_fetch(&r->gen, 1, __ATOMIC_SEQ_CST));
-		ret = range(r->ctx, UFFDX_IOC_COPY, r->id, k * ps, n * ps, buf, 0, &res);
+		ret = raw_range(r->ctx, UFFDX_IOC_COPY, r->id, k * ps, n * ps, buf, 0, &res);
 	}
 	if (ret == 0 && res == (int64_t)(n * ps))
 		return;
@@ -862,7 +842,7 @@ static void race_discard(struct race_thread *t)
 
 	if (k + n > RACE_PAGES)
 		n = (unsigned int)(RACE_PAGES - k);
-	ret = range(r->ctx, UFFDX_IOC_DISCARD, r->id, k * ps, n * ps, NULL, 0, &res);
+	ret = raw_range(r->ctx, UFFDX_IOC_DISCARD, r->id, k * ps, n * ps, NULL, 0, &res);
 	if (ret || res != (int64_t)(n * ps))
 		race_fail(r, "discard of %u pages at %llu: %d (%s), result %lld", n,
 			  (unsigned long long)k, ret, strerror(errno), (long long)res);
@@ -916,10 +896,10 @@ static void race_handle(struct race_thread *t, uint64_t *buf)
 		}
 		__atomic_add_fetch(&r->events, 1, __ATOMIC_RELAXED);
 		race_prepare(r, buf, k, 1, __atomic_add_fetch(&r->gen, 1, __ATOMIC_SEQ_CST));
-		ret = range(r->ctx, UFFDX_IOC_COPY, r->id, k * ps, ps, buf, 0, &res);
+		ret = raw_range(r->ctx, UFFDX_IOC_COPY, r->id, k * ps, ps, buf, 0, &res);
 		if (ret == -1 && errno == EEXIST) {
 			__atomic_add_fetch(&r->eexist, 1, __ATOMIC_RELAXED);
-			ret = range(r->ctx, UFFDX_IOC_WAKE, r->id, k * ps, ps, NULL, 0, NULL);
+			ret = raw_range(r->ctx, UFFDX_IOC_WAKE, r->id, k * ps, ps, NULL, 0, NULL);
 		}
 		if (ret)
 			race_fail(r, "resolving page %llu: %s", (unsigned long long)k,
