@@ -87,9 +87,6 @@ static int uffdx_ctx_open(struct inode *inode, struct file *file)
 	atomic_long_set(&ctx->charged, 0);
 	spin_lock_init(&ctx->limbo_lock);
 	INIT_LIST_HEAD(&ctx->limbo);
-	/* The opener's credentials decide, not those of later callers. */
-	ctx->may_kernel_faults = file_ns_capable(file, &init_user_ns,
-						 CAP_SYS_PTRACE);
 	ctx->user = uffdx_user_get(file->f_cred->euid);
 	if (!ctx->user) {
 		ret = -ENOMEM;
@@ -177,9 +174,10 @@ static u64 uffdx_ioctls_for(u64 features)
 	return ioctls;
 }
 
-static int uffdx_api(struct uffdx_ctx *ctx, struct uffdx_api *api,
+static int uffdx_api(struct file *file, struct uffdx_api *api,
 		     void __user *uarg, u32 usize)
 {
+	struct uffdx_ctx *ctx = file->private_data;
 	u64 supported = uffdx_supported_features();
 	u64 wanted = api->features;
 	int ret;
@@ -189,7 +187,14 @@ static int uffdx_api(struct uffdx_ctx *ctx, struct uffdx_api *api,
 		return -EINVAL;
 	if (wanted & ~supported)
 		return -EINVAL;
-	if ((wanted & UFFDX_FEATURE_KERNEL_FAULTS) && !ctx->may_kernel_faults)
+	/*
+	 * The opener's credentials decide (file->f_cred), not those of
+	 * whoever holds the fd now: a privileged broker may open and hand
+	 * the context on, but an unprivileged opener cannot get the feature
+	 * by passing the fd to a privileged process that negotiates.
+	 */
+	if ((wanted & UFFDX_FEATURE_KERNEL_FAULTS) &&
+	    !file_ns_capable(file, &init_user_ns, CAP_SYS_PTRACE))
 		return -EPERM;
 
 	/* One negotiation per context; a failed one may be retried. */
@@ -286,7 +291,7 @@ static long uffdx_ctx_ioctl(struct file *file, unsigned int cmd,
 
 	switch (nr) {
 	case _UFFDX_API:
-		return uffdx_api(ctx, &karg.api, uarg, usize);
+		return uffdx_api(file, &karg.api, uarg, usize);
 	case _UFFDX_REGION_CREATE:
 		return uffdx_region_create(ctx, &karg.create, uarg, usize);
 	default:

@@ -72,7 +72,6 @@ struct uffdx_ctx {
 	atomic_t api_state;
 	u64 features;			/* negotiated; valid once READY */
 	u64 ioctls;			/* allowed by @features; valid once READY */
-	bool may_kernel_faults;		/* the opener had CAP_SYS_PTRACE */
 
 	struct xarray regions;		/* region id -> region (weak ref) */
 	u32 next_region_id;		/* xa_alloc_cyclic(): never reused */
