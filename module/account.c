@@ -190,3 +190,37 @@ void uffdx_uncharge(struct uffdx_ctx *ctx, unsigned long units)
 	atomic_long_sub(units, &ctx->charged);
 	atomic_long_sub(units, &ctx->user->charged);
 }
+
+/*
+ * A move takes @units of charge from @from to @to: @to is charged first,
+ * or -ENOMEM.  Two contexts of one user only trade the context charge:
+ * the user's total does not change, so a move never needs room in the
+ * user's budget.  Settle with uffdx_transfer_done().
+ */
+int uffdx_transfer_charge(struct uffdx_ctx *to, struct uffdx_ctx *from,
+			  unsigned long units)
+{
+	if (to->user != from->user)
+		return uffdx_charge(to, units);
+	if (uffdx_charge_one(&to->charged, units, to->max_units))
+		return 0;
+	if (READ_ONCE(to->nr_limbo)) {
+		uffdx_limbo_reap(to, false);
+		if (uffdx_charge_one(&to->charged, units, to->max_units))
+			return 0;
+	}
+	return -ENOMEM;
+}
+
+/* @moved of the @units uffdx_transfer_charge() took did move: settle. */
+void uffdx_transfer_done(struct uffdx_ctx *to, struct uffdx_ctx *from,
+			 unsigned long units, unsigned long moved)
+{
+	if (to->user != from->user) {
+		uffdx_uncharge(from, moved);
+		uffdx_uncharge(to, units - moved);
+		return;
+	}
+	atomic_long_sub(moved, &from->charged);
+	atomic_long_sub(units - moved, &to->charged);
+}

@@ -55,6 +55,20 @@ static inline void uffdx_unmap_pages(struct address_space *mapping,
 #endif
 }
 
+/*
+ * May @page be pinned for DMA or long term (FOLL_PIN: io_uring fixed
+ * buffers, O_DIRECT, pin_user_pages())?  A heuristic with no false
+ * negatives; folio_maybe_dma_pinned() replaced the page form in 6.12.
+ */
+static inline bool uffdx_page_maybe_dma_pinned(struct page *page)
+{
+#ifdef UFFDX_HAVE_FOLIO_MAYBE_DMA_PINNED
+	return folio_maybe_dma_pinned(page_folio(page));
+#else
+	return page_maybe_dma_pinned(page);
+#endif
+}
+
 /* Charge region pages to the memory cgroup of the context's creator. */
 static inline struct mem_cgroup *uffdx_get_memcg(struct mm_struct *mm)
 {

@@ -66,6 +66,10 @@ int probe(void) { return FAULT_FLAG_VMA_LOCK; }'
 probe_compile UFFDX_HAVE_RELEASE_FAULT_LOCK '
 void probe(struct vm_fault *vmf) { release_fault_lock(vmf); }'
 
+# 5.19: folio_maybe_dma_pinned(); page_maybe_dma_pinned() went in 6.12.
+probe_compile UFFDX_HAVE_FOLIO_MAYBE_DMA_PINNED '
+bool probe(struct page *p) { return folio_maybe_dma_pinned(page_folio(p)); }'
+
 # Remote memcg charging: set_active_memcg() (5.10; int_active_memcg export
 # for interrupt context, 5.11) and get_mem_cgroup_from_mm().
 if compile UFFDX_HAVE_SET_ACTIVE_MEMCG '

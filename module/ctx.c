@@ -23,7 +23,8 @@
 u64 uffdx_supported_features(void)
 {
 	return UFFDX_FEATURE_REGIONS | UFFDX_FEATURE_MISSING |
-	       UFFDX_FEATURE_POISON | UFFDX_FEATURE_KERNEL_FAULTS;
+	       UFFDX_FEATURE_POISON | UFFDX_FEATURE_KERNEL_FAULTS |
+	       UFFDX_FEATURE_MOVE;
 }
 
 static void uffdx_ctx_free(struct kref *kref)
@@ -131,6 +132,9 @@ union uffdx_ioctl_arg {
 	struct uffdx_api api;
 	struct uffdx_region_create create;
 	struct uffdx_range range;
+	struct uffdx_move move;
+	struct uffdx_move_addr move_addr;
+	struct uffdx_move_vec move_vec;
 };
 
 struct uffdx_ioctl_desc {
@@ -157,6 +161,11 @@ static const struct uffdx_ioctl_desc uffdx_ctx_ioctls[] = {
 	UFFDX_IOCTL_DESC(_UFFDX_WAKE, struct uffdx_range, UFFDX_FEATURE_MISSING),
 	UFFDX_IOCTL_DESC(_UFFDX_DISCARD, struct uffdx_range,
 			 UFFDX_FEATURE_REGIONS),
+	UFFDX_IOCTL_DESC(_UFFDX_MOVE, struct uffdx_move, UFFDX_FEATURE_MOVE),
+	UFFDX_IOCTL_DESC(_UFFDX_MOVE_ADDR, struct uffdx_move_addr,
+			 UFFDX_FEATURE_MOVE),
+	UFFDX_IOCTL_DESC(_UFFDX_MOVE_VEC, struct uffdx_move_vec,
+			 UFFDX_FEATURE_MOVE),
 };
 
 /* The ioctls a context that negotiated @features may use. */
@@ -294,6 +303,10 @@ static long uffdx_ctx_ioctl(struct file *file, unsigned int cmd,
 		return uffdx_api(file, &karg.api, uarg, usize);
 	case _UFFDX_REGION_CREATE:
 		return uffdx_region_create(ctx, &karg.create, uarg, usize);
+	case _UFFDX_MOVE:
+	case _UFFDX_MOVE_ADDR:
+	case _UFFDX_MOVE_VEC:
+		return uffdx_move_ioctl(ctx, nr, &karg, uarg);
 	default:
 		return uffdx_region_range_op(ctx, nr, &karg.range, uarg);
 	}

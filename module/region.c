@@ -59,6 +59,29 @@ struct uffdx_region *uffdx_region_lookup(struct uffdx_ctx *ctx, u64 id)
 	return region;
 }
 
+static const struct file_operations uffdx_region_fops;
+
+/*
+ * The region behind @fd, referenced, if it is a region file open for
+ * writing: a read-only holder may map the region for reading, not change
+ * what it holds (moves).  -EBADF otherwise.
+ */
+struct uffdx_region *uffdx_region_get_fd(int fd)
+{
+	struct uffdx_region *region = ERR_PTR(-EBADF);
+	struct file *file = fget(fd);
+
+	if (!file)
+		return region;
+	if (file->f_op == &uffdx_region_fops &&
+	    (file->f_mode & FMODE_WRITE)) {
+		region = file->private_data;
+		kref_get(&region->kref);	/* the file holds one */
+	}
+	fput(file);
+	return region;
+}
+
 /*
  * Pages in the store, as a snapshot: exact when the region is quiet.  A
  * fill counts its page just before publishing it and uncounts it if it

@@ -122,14 +122,15 @@ enum uffdx_fill_kind {
  * @pages is the page store: page offset -> struct page * (the store holds
  * one reference) or a value entry (UFFDX_SLOT_*).
  *
- * Locking (outermost first): mmap_lock (faults) -> @lock -> page lock ->
- * xa_lock(@pages) -> i_mmap_rwsem -> page-table lock.
- *  - @lock serialises removal of entries from the store (discard, and later
- *    move) and changes to @armed.  Operations on two regions take both
- *    @lock in ascending address order.
- *  - A fault maps a page only while holding its page lock and after
+ * Locking (outermost first): mmap_lock (faults, MOVE_ADDR, MOVE_VEC) ->
+ * @lock -> page lock -> xa_lock(@pages) -> i_mmap_rwsem -> page-table lock.
+ *  - @lock serialises removal of entries from the store (discard, move)
+ *    and changes to @armed.  Moves between two regions take both @lock in
+ *    ascending address order (move.c).
+ *  - A page is mapped only while holding its page lock and after
  *    re-checking that the slot still holds it; removal takes the page lock
- *    after clearing the slot and before zapping, so no mapping survives a
+ *    after clearing the slot and before zapping (discard), or zaps while
+ *    holding it before clearing the slot (move), so no mapping survives a
  *    removal.
  *  - Fills only turn holes into entries, with xa_cmpxchg().
  *
@@ -189,6 +190,10 @@ int uffdx_account_region(struct uffdx_ctx *ctx);
 void uffdx_unaccount_region(struct uffdx_ctx *ctx);
 int uffdx_charge(struct uffdx_ctx *ctx, unsigned long units);
 void uffdx_uncharge(struct uffdx_ctx *ctx, unsigned long units);
+int uffdx_transfer_charge(struct uffdx_ctx *to, struct uffdx_ctx *from,
+			  unsigned long units);
+void uffdx_transfer_done(struct uffdx_ctx *to, struct uffdx_ctx *from,
+			 unsigned long units, unsigned long moved);
 
 /* ctx.c */
 void uffdx_ctx_put(struct uffdx_ctx *ctx);
@@ -228,9 +233,14 @@ bool uffdx_region_armed(struct uffdx_region *region, pgoff_t index);
 int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 			void __user *uarg, u32 usize);
 struct uffdx_region *uffdx_region_lookup(struct uffdx_ctx *ctx, u64 id);
+struct uffdx_region *uffdx_region_get_fd(int fd);
 void uffdx_region_put(struct uffdx_region *region);
 long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
 			   struct uffdx_range *r, void __user *uarg);
+
+/* move.c */
+long uffdx_move_ioctl(struct uffdx_ctx *ctx, unsigned int nr, void *karg,
+		      void __user *uarg);
 
 /* fault.c */
 extern const struct vm_operations_struct uffdx_vm_ops;

@@ -2,7 +2,8 @@
 /*
  * uffdx walk-through for "make demo": negotiate, create and map a region,
  * arm it, fault on it from another thread, show the event, COPY a greeting
- * into the page, and show the faulting thread reading it.
+ * into the page, and show the faulting thread reading it; then MOVE the
+ * page to a second region and show it is the same physical page.
  */
 #include "helpers.h"
 
@@ -74,7 +75,7 @@ int main(void)
 
 	printf("1. Open %s and negotiate the API\n", UFFDX_DEV);
 	memset(&api, 0, sizeof(api));
-	ctx = uffdx_open_api(DEFAULT_FEATURES, 0, &api);
+	ctx = uffdx_open_api(DEFAULT_FEATURES | UFFDX_FEATURE_MOVE, 0, &api);
 	if (ctx < 0)
 		DIE("uffdx_open_api: %s", uffdx_strerror(ctx));
 	printf("   module version %u.%u.%u, features supported:",
@@ -136,11 +137,42 @@ int main(void)
 		DIE("the faulting thread did not resume");
 	pthread_join(th, NULL);
 	printf("7. The faulter resumed and read: \"%s\"\n", f.seen);
+	if (strcmp(f.seen, greeting))
+		DIE("the faulter read the wrong data");
+
+	printf("8. MOVE the page to page 0 of a second region: no copy\n");
+	{
+		struct uffdx_region_map m2;
+		uint64_t pfn_before = page_pfn(page), pfn_after;
+
+		ret = uffdx_region_map(ctx, 4 * ps, 0, &m2);
+		if (ret)
+			DIE("uffdx_region_map: %s", uffdx_strerror(ret));
+		ret = uffdx_move_addr(ctx, m2.addr, page, ps, 0, &res);
+		if (ret)
+			DIE("uffdx_move_addr: %s", uffdx_strerror(ret));
+		pfn_after = page_pfn(m2.addr);
+		printf("   moved %lld bytes; the new place reads \"%s\"\n",
+		       (long long)res, (const char *)m2.addr);
+		if (pfn_before && pfn_after)
+			printf("   physical page before %#llx, after %#llx: %s\n",
+			       (unsigned long long)pfn_before, (unsigned long long)pfn_after,
+			       pfn_before == pfn_after ? "the same page" : "DIFFERENT (unexpected)");
+		else
+			printf("   (physical page numbers need root: /proc/self/pagemap)\n");
+		/* Disarm first: the old place is an armed hole again. */
+		ret = uffdx_disarm(ctx, m.id, 0, m.len);
+		if (ret)
+			DIE("uffdx_disarm: %s", uffdx_strerror(ret));
+		printf("   the old place (disarmed) reads %s\n",
+		       is_zero(page, ps) ? "zeroes (a hole again)" : "OLD DATA (unexpected)");
+		if (strcmp(m2.addr, greeting) || (pfn_before && pfn_before != pfn_after))
+			DIE("the move went wrong");
+		uffdx_region_unmap(&m2);
+	}
 
 	uffdx_region_unmap(&m);
 	close(ctx);
-	if (strcmp(f.seen, greeting))
-		DIE("the faulter read the wrong data");
 	printf("\nDone.\n");
 	return 0;
 }

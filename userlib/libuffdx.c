@@ -270,6 +270,65 @@ UFFDX_EXPORT int uffdx_discard(int ctx, uint64_t region, uint64_t offset,
 			      0, result);
 }
 
+/* ---- moves --------------------------------------------------------------- */
+
+UFFDX_EXPORT int uffdx_move(int ctx, uint64_t dst_region, uint64_t dst_offset,
+			    uint64_t src_region, uint64_t src_offset,
+			    uint64_t len, uint32_t mode, int64_t *result)
+{
+	struct uffdx_move m;
+	int ret;
+
+	memset(&m, 0, sizeof(m));
+	m.size = sizeof(m);
+	m.mode = mode;
+	m.dst_region = dst_region;
+	m.dst_offset = dst_offset;
+	m.src_region = src_region;
+	m.src_offset = src_offset;
+	m.len = len;
+	ret = uffdx_ioctl(ctx, UFFDX_IOC_MOVE, &m);
+	if (result)
+		*result = m.result;
+	return ret < 0 ? ret : 0;
+}
+
+UFFDX_EXPORT int uffdx_move_addr(int ctx, void *dst, const void *src,
+				 uint64_t len, uint32_t mode, int64_t *result)
+{
+	struct uffdx_move_addr m;
+	int ret;
+
+	memset(&m, 0, sizeof(m));
+	m.size = sizeof(m);
+	m.mode = mode;
+	m.dst = (uint64_t)(uintptr_t)dst;
+	m.src = (uint64_t)(uintptr_t)src;
+	m.len = len;
+	ret = uffdx_ioctl(ctx, UFFDX_IOC_MOVE_ADDR, &m);
+	if (result)
+		*result = m.result;
+	return ret < 0 ? ret : 0;
+}
+
+UFFDX_EXPORT int uffdx_move_vec(int ctx, struct uffdx_move_entry *entries,
+				unsigned int nr, uint32_t mode, uint64_t *moved)
+{
+	struct uffdx_move_vec v;
+	int ret;
+
+	memset(&v, 0, sizeof(v));
+	v.size = sizeof(v);
+	v.mode = mode;
+	v.entries = (uint64_t)(uintptr_t)entries;
+	v.nr_entries = nr;
+	v.entry_size = sizeof(*entries);
+	ret = uffdx_ioctl(ctx, UFFDX_IOC_MOVE_VEC, &v);
+	if (moved)
+		*moved = v.moved;
+	return ret < 0 ? ret : 0;
+}
+
 /* ---- events -------------------------------------------------------------- */
 
 UFFDX_EXPORT int uffdx_read_events(int ctx, struct uffdx_event *ev,

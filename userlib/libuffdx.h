@@ -69,6 +69,22 @@ int uffdx_wake(int ctx, uint64_t region, uint64_t offset, uint64_t len);
 int uffdx_discard(int ctx, uint64_t region, uint64_t offset, uint64_t len,
 		  int64_t *result);
 
+/*
+ * Moves (UFFDX_FEATURE_MOVE): no data is copied.  uffdx_move() names each
+ * side by region id of ctx, or by region fd with UFFDX_MOVE_DST_FD /
+ * UFFDX_MOVE_SRC_FD; uffdx_move_addr() by address in the caller's region
+ * mappings.  "result" as for the range operations.  uffdx_move_vec()
+ * moves nr independent entries, each with its own result, and stores the
+ * total of bytes moved in *moved; -EAGAIN if any entry fell short.
+ */
+int uffdx_move(int ctx, uint64_t dst_region, uint64_t dst_offset,
+	       uint64_t src_region, uint64_t src_offset, uint64_t len,
+	       uint32_t mode, int64_t *result);
+int uffdx_move_addr(int ctx, void *dst, const void *src, uint64_t len,
+		    uint32_t mode, int64_t *result);
+int uffdx_move_vec(int ctx, struct uffdx_move_entry *entries, unsigned int nr,
+		   uint32_t mode, uint64_t *moved);
+
 /* Events: read up to max; returns how many, or -EAGAIN under O_NONBLOCK. */
 int uffdx_read_events(int ctx, struct uffdx_event *ev, unsigned int max);
 
@@ -85,7 +101,7 @@ int uffdx_serve_copy(int ctx, const struct uffdx_event *ev,
 const char *uffdx_strerror(int err);
 const char *uffdx_feature_name(uint64_t feature);
 
-/* Library version, e.g. "0.1.0", and a check like io_uring_check_version(). */
+/* Library version, e.g. "0.2.0", and a check like io_uring_check_version(). */
 const char *uffdx_version(void);
 int uffdx_check_version(int major, int minor);
 

@@ -27,6 +27,9 @@ static const char *const ioctl_names[] = {
 	[_UFFDX_POISON]		= "poison",
 	[_UFFDX_WAKE]		= "wake",
 	[_UFFDX_DISCARD]	= "discard",
+	[_UFFDX_MOVE]		= "move",
+	[_UFFDX_MOVE_ADDR]	= "move-addr",
+	[_UFFDX_MOVE_VEC]	= "move-vec",
 };
 
 static void usage(FILE *f)

@@ -30,7 +30,7 @@ set -euo pipefail
 # shellcheck source=tests/vm/foreign.sh
 . "$UFFDX_VM/foreign.sh"
 
-# Kernel log lines that are reports (see docs/design.md section 6).  Bare
+# Kernel log lines that are reports (see docs/design.md section 7).  Bare
 # "lockdep" and "KASAN" are not here: boot prints both harmlessly.
 REPORT_RE='WARNING:|BUG:|Oops|general protection fault|UBSAN:|Kernel panic'
 REPORT_RE+='|possible circular locking|inconsistent lock state'

@@ -54,9 +54,9 @@
  * handler instead of failing with EFAULT.  Needs CAP_SYS_PTRACE (-EPERM).
  */
 #define UFFDX_FEATURE_KERNEL_FAULTS	_BITULL(3)
-/* Reserved: zero-copy MOVE between regions and processes. */
+/* Zero-copy MOVE between regions and processes: MOVE, MOVE_ADDR, MOVE_VEC. */
 #define UFFDX_FEATURE_MOVE		_BITULL(8)
-/* Reserved: MOVE in 2 MiB units. */
+/* Reserved: MOVE mapping 2 MiB units with PMD entries. */
 #define UFFDX_FEATURE_MOVE_HUGE		_BITULL(9)
 /* Reserved: write-protect markers with synchronous WP fault events. */
 #define UFFDX_FEATURE_WP		_BITULL(16)
@@ -86,7 +86,10 @@
 #define _UFFDX_POISON		0x06
 #define _UFFDX_WAKE		0x07
 #define _UFFDX_DISCARD		0x08
-/* 0x09-0x3f reserved for move, write-protect and the device. */
+#define _UFFDX_MOVE		0x09
+#define _UFFDX_MOVE_ADDR	0x0a
+#define _UFFDX_MOVE_VEC		0x0b
+/* 0x0c-0x3f reserved for write-protect and the device. */
 
 /* On a region fd. */
 #define _UFFDX_REGION_INFO	0x40
@@ -147,6 +150,84 @@ struct uffdx_range {
 	__u64 reserved[2];	/* must be 0 */
 };
 
+/*
+ * Modes of MOVE, MOVE_ADDR and MOVE_VEC.
+ *  DONTWAKE:        do not wake the faults sleeping on the destination.
+ *  ALLOW_SRC_HOLES: a hole in the source is not ENOENT; it counts as moved
+ *                   (the destination slot stays a hole).
+ *  DST_FD, SRC_FD:  (MOVE only) dst_region / src_region is a region file
+ *                   descriptor, of any context, open for writing, instead
+ *                   of a region id of this context.
+ */
+#define UFFDX_MOVE_DONTWAKE		0x1U
+#define UFFDX_MOVE_ALLOW_SRC_HOLES	0x2U
+#define UFFDX_MOVE_DST_FD		0x4U
+#define UFFDX_MOVE_SRC_FD		0x8U
+
+/*
+ * UFFDX_IOC_MOVE: move the pages of [src_offset, src_offset + len) of one
+ * region to the holes [dst_offset, dst_offset + len) of another (or of the
+ * same region, not overlapping), without copying them.  "result" is the
+ * progress report described at the top.
+ */
+struct uffdx_move {
+	__u32 size;		/* in */
+	__u32 mode;		/* in: UFFDX_MOVE_* */
+	__u64 dst_region;	/* in: region id, or fd with UFFDX_MOVE_DST_FD */
+	__u64 dst_offset;	/* in: bytes */
+	__u64 src_region;	/* in: region id, or fd with UFFDX_MOVE_SRC_FD */
+	__u64 src_offset;	/* in: bytes */
+	__u64 len;		/* in: bytes */
+	__s64 result;		/* out */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+/*
+ * UFFDX_IOC_MOVE_ADDR: MOVE by virtual address, as UFFDIO_MOVE: each of
+ * [dst, dst + len) and [src, src + len) lies in one shared mapping, in the
+ * caller's address space, of a region file open for writing (any
+ * context's).  The moved pages are mapped for the caller on return (best
+ * effort: a page that cannot be mapped is left to its fault).
+ */
+struct uffdx_move_addr {
+	__u32 size;		/* in */
+	__u32 mode;		/* in: DONTWAKE, ALLOW_SRC_HOLES */
+	__u64 dst;		/* in: address */
+	__u64 src;		/* in: address */
+	__u64 len;		/* in: bytes */
+	__s64 result;		/* out */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+/* One move of a UFFDX_IOC_MOVE_VEC vector; addresses as in MOVE_ADDR. */
+struct uffdx_move_entry {
+	__u64 dst;		/* in: address */
+	__u64 src;		/* in: address */
+	__u64 len;		/* in: bytes */
+	__s64 result;		/* out: bytes moved, or -errno if none */
+};
+
+/*
+ * UFFDX_IOC_MOVE_VEC: many MOVE_ADDR moves in one call.  Consecutive
+ * entries between the same two regions share one invalidation of the
+ * source, up to 512 pages at a time.  Each entry is independent: one that
+ * fails (its result says why) does not stop the others.  "moved" is the
+ * total of bytes moved.  The ioctl returns 0 if every entry moved all of
+ * its length, else fails with EAGAIN; entries a fatal signal kept from
+ * running report -EINTR.  At most UFFDX_MOVE_VEC_MAX entries per call.
+ */
+#define UFFDX_MOVE_VEC_MAX	1024
+
+struct uffdx_move_vec {
+	__u32 size;		/* in */
+	__u32 mode;		/* in: DONTWAKE, ALLOW_SRC_HOLES */
+	__u64 entries;		/* in: address of struct uffdx_move_entry[] */
+	__u32 nr_entries;	/* in: 1 .. UFFDX_MOVE_VEC_MAX */
+	__u32 entry_size;	/* in: sizeof(struct uffdx_move_entry) */
+	__u64 moved;		/* out: bytes */
+	__u64 reserved[2];	/* must be 0 */
+};
+
 /* UFFDX_IOC_REGION_INFO, on a region fd. */
 struct uffdx_region_info {
 	__u32 size;		/* in */
@@ -170,6 +251,11 @@ struct uffdx_region_info {
 #define UFFDX_IOC_POISON	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_POISON, struct uffdx_range)
 #define UFFDX_IOC_WAKE		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_WAKE, struct uffdx_range)
 #define UFFDX_IOC_DISCARD	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_DISCARD, struct uffdx_range)
+#define UFFDX_IOC_MOVE		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_MOVE, struct uffdx_move)
+#define UFFDX_IOC_MOVE_ADDR	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_MOVE_ADDR, \
+				      struct uffdx_move_addr)
+#define UFFDX_IOC_MOVE_VEC	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_MOVE_VEC, \
+				      struct uffdx_move_vec)
 #define UFFDX_IOC_REGION_INFO	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, \
 				      struct uffdx_region_info)
 
