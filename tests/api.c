@@ -28,12 +28,17 @@
 #error "build with -DUFFDX_EXPECTED_VERSION=\"x.y.z\" (from dkms.conf)"
 #endif
 
+/* What DEFAULT_FEATURES (regions, missing faults, poison) grant. */
+#define DEFAULT_CTX_IOCTLS ((1ULL << _UFFDX_API) | (1ULL << _UFFDX_REGION_CREATE) | \
+			    (1ULL << _UFFDX_ARM) | (1ULL << _UFFDX_DISARM) | \
+			    (1ULL << _UFFDX_COPY) | (1ULL << _UFFDX_ZERO) | \
+			    (1ULL << _UFFDX_POISON) | (1ULL << _UFFDX_WAKE) | \
+			    (1ULL << _UFFDX_DISCARD))
+/* What UFFDX_FEATURE_MOVE adds. */
+#define MOVE_IOCTLS ((1ULL << _UFFDX_MOVE) | (1ULL << _UFFDX_MOVE_ADDR) | \
+		     (1ULL << _UFFDX_MOVE_VEC))
 /* Every ioctl number of this ABI version that a context implements. */
-#define ALL_CTX_IOCTLS ((1ULL << _UFFDX_API) | (1ULL << _UFFDX_REGION_CREATE) | \
-			(1ULL << _UFFDX_ARM) | (1ULL << _UFFDX_DISARM) | \
-			(1ULL << _UFFDX_COPY) | (1ULL << _UFFDX_ZERO) | \
-			(1ULL << _UFFDX_POISON) | (1ULL << _UFFDX_WAKE) | \
-			(1ULL << _UFFDX_DISCARD))
+#define ALL_CTX_IOCTLS (DEFAULT_CTX_IOCTLS | MOVE_IOCTLS)
 
 /* What every negotiated context may use: REGIONS is always granted. */
 #define BASE_CTX_IOCTLS ((1ULL << _UFFDX_API) | (1ULL << _UFFDX_REGION_CREATE) | \
@@ -172,8 +177,19 @@ TEST_F(raw, api_with_features_reports_all_supported)
 	ASSERT_EQ(0, ioctl(fd2, UFFDX_IOC_API, &b)) TH_LOG("%s", strerror(errno));
 	/* out: all supported features, not just the requested ones */
 	EXPECT_EQ(a.features, b.features);
-	/* but only the ioctls of the negotiated ones */
+	/* but only the ioctls of the negotiated ones: no MOVE unless asked for */
 	EXPECT_EQ(BASE_CTX_IOCTLS, a.ioctls);
+	EXPECT_EQ(DEFAULT_CTX_IOCTLS, b.ioctls)
+		TH_LOG("ioctls 0x%llx", (unsigned long long)b.ioctls);
+	close(fd2);
+
+	if (!(a.features & UFFDX_FEATURE_MOVE))
+		return;
+	fd2 = raw_open(0);
+	ASSERT_LE(0, fd2);
+	api_init(&b, DEFAULT_FEATURES | UFFDX_FEATURE_MOVE);
+	ASSERT_EQ(0, ioctl(fd2, UFFDX_IOC_API, &b)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(a.features, b.features);
 	EXPECT_EQ(ALL_CTX_IOCTLS, b.ioctls)
 		TH_LOG("ioctls 0x%llx", (unsigned long long)b.ioctls);
 	close(fd2);
@@ -356,6 +372,10 @@ TEST_F(raw, ioctls_before_api_einval)
 		{ UFFDX_IOC_DISCARD, "DISCARD" },
 	};
 	struct uffdx_region_create rc;
+	struct uffdx_move_addr ma;
+	struct uffdx_move_vec mv;
+	struct uffdx_move_entry e;
+	struct uffdx_move mo;
 	struct uffdx_range r;
 	unsigned int i;
 
@@ -364,6 +384,41 @@ TEST_F(raw, ioctls_before_api_einval)
 	rc.len = ps;
 	EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_REGION_CREATE, &rc));
 	EXPECT_EQ(EINVAL, errno);
+
+	/* the move ioctls, with their own argument structs */
+	memset(&mo, 0, sizeof(mo));
+	mo.size = sizeof(mo);
+	mo.dst_region = 1;
+	mo.src_region = 2;
+	mo.len = ps;
+	mo.result = 0x5a5a;
+	EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_MOVE, &mo));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("MOVE");
+	EXPECT_EQ(0x5a5a, mo.result);
+	memset(&ma, 0, sizeof(ma));
+	ma.size = sizeof(ma);
+	ma.dst = (uintptr_t)&rc & ~(uintptr_t)(ps - 1);
+	ma.src = ma.dst + ps;
+	ma.len = ps;
+	ma.result = 0x5a5a;
+	EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_MOVE_ADDR, &ma));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("MOVE_ADDR");
+	EXPECT_EQ(0x5a5a, ma.result);
+	memset(&e, 0, sizeof(e));
+	e.dst = ma.dst;
+	e.src = ma.src;
+	e.len = ps;
+	e.result = 0x5a5a;
+	memset(&mv, 0, sizeof(mv));
+	mv.size = sizeof(mv);
+	mv.entries = (uintptr_t)&e;
+	mv.nr_entries = 1;
+	mv.entry_size = sizeof(e);
+	mv.moved = 0x5a5a;
+	EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_MOVE_VEC, &mv));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("MOVE_VEC");
+	EXPECT_EQ(0x5a5a, mv.moved);
+	EXPECT_EQ(0x5a5a, e.result);
 
 	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		memset(&r, 0, sizeof(r));
@@ -401,7 +456,8 @@ static void check_unknown_ioctls(struct __test_metadata *_metadata, int fd)
 	struct uffdx_range r;
 	unsigned long nrs[] = {
 		_IOWR(UFFDX_IOC_MAGIC, 0x3f, struct uffdx_range),
-		_IOWR(UFFDX_IOC_MAGIC, 0x09, struct uffdx_range),
+		/* the first number after the last one defined (MOVE_VEC) */
+		_IOWR(UFFDX_IOC_MAGIC, 0x0c, struct uffdx_range),
 		_IOWR(UFFDX_IOC_MAGIC, 0xff, struct uffdx_range),
 		_IO('x', 1),
 		_IOWR('x', _UFFDX_COPY, struct uffdx_range),
@@ -759,6 +815,97 @@ static const struct gated_op gated_ops[] = {
 	{ "DISCARD", UFFDX_IOC_DISCARD, _UFFDX_DISCARD, 0, 0 },
 };
 
+/* One gated move ioctl: works if allowed, else EINVAL without writing "out". */
+static void check_gated_move(struct __test_metadata *_metadata, int ret, int err,
+			     int want, int64_t out, const char *name)
+{
+	if (want) {
+		EXPECT_EQ(0, ret) TH_LOG("%s refused: %s", name, strerror(err));
+		EXPECT_EQ((int64_t)ps, out) TH_LOG("%s", name);
+	} else {
+		EXPECT_EQ(-1, ret) TH_LOG("%s allowed without UFFDX_FEATURE_MOVE", name);
+		EXPECT_EQ(EINVAL, err) TH_LOG("%s: %s", name, strerror(err));
+		EXPECT_EQ(0x5a5a, out) TH_LOG("%s wrote its result", name);
+	}
+}
+
+/*
+ * MOVE, MOVE_ADDR and MOVE_VEC of the (zero-filled, then marked) pages 0-2
+ * of the region to the holes 4-6: done if @allowed has them, else nothing.
+ */
+static void check_gated_moves(struct __test_metadata *_metadata, int fd, int rfd,
+			      uint64_t id, uint8_t *map, uint64_t allowed)
+{
+	const unsigned int bits[3] = { _UFFDX_MOVE, _UFFDX_MOVE_ADDR, _UFFDX_MOVE_VEC };
+	struct uffdx_region_info info;
+	struct uffdx_move_addr ma;
+	struct uffdx_move_vec mv;
+	struct uffdx_move_entry e;
+	struct uffdx_move mo;
+	unsigned int i;
+	int64_t res;
+	int ret;
+
+	for (i = 0; i < 3; i++)
+		map[i * ps] = (uint8_t)(0xa0 + i);
+	ASSERT_EQ(0, uffdx_discard(fd, id, 4 * ps, 4 * ps, &res));
+
+	memset(&mo, 0, sizeof(mo));
+	mo.size = sizeof(mo);
+	mo.dst_region = id;
+	mo.dst_offset = 4 * ps;
+	mo.src_region = id;
+	mo.src_offset = 0;
+	mo.len = ps;
+	mo.result = 0x5a5a;
+	ret = ioctl(fd, UFFDX_IOC_MOVE, &mo);
+	check_gated_move(_metadata, ret, errno, !!(allowed & (1ULL << _UFFDX_MOVE)),
+			 mo.result, "MOVE");
+
+	memset(&ma, 0, sizeof(ma));
+	ma.size = sizeof(ma);
+	ma.dst = (uintptr_t)(map + 5 * ps);
+	ma.src = (uintptr_t)(map + ps);
+	ma.len = ps;
+	ma.result = 0x5a5a;
+	ret = ioctl(fd, UFFDX_IOC_MOVE_ADDR, &ma);
+	check_gated_move(_metadata, ret, errno, !!(allowed & (1ULL << _UFFDX_MOVE_ADDR)),
+			 ma.result, "MOVE_ADDR");
+
+	memset(&e, 0, sizeof(e));
+	e.dst = (uintptr_t)(map + 6 * ps);
+	e.src = (uintptr_t)(map + 2 * ps);
+	e.len = ps;
+	e.result = 0x5a5a;
+	memset(&mv, 0, sizeof(mv));
+	mv.size = sizeof(mv);
+	mv.entries = (uintptr_t)&e;
+	mv.nr_entries = 1;
+	mv.entry_size = sizeof(e);
+	mv.moved = 0x5a5a;
+	ret = ioctl(fd, UFFDX_IOC_MOVE_VEC, &mv);
+	check_gated_move(_metadata, ret, errno, !!(allowed & (1ULL << _UFFDX_MOVE_VEC)),
+			 (int64_t)mv.moved, "MOVE_VEC");
+	if (allowed & (1ULL << _UFFDX_MOVE_VEC)) {
+		EXPECT_EQ((int64_t)ps, e.result);
+	} else {
+		EXPECT_EQ(0x5a5a, e.result) TH_LOG("MOVE_VEC wrote an entry's result");
+	}
+
+	/* one region: 4 pages, wherever they are */
+	ASSERT_EQ(0, uffdx_region_info(rfd, &info));
+	EXPECT_EQ(4 * ps, info.resident);
+	for (i = 0; i < 3; i++) {
+		if (allowed & (1ULL << bits[i])) {
+			EXPECT_EQ(0xa0 + i, map[(4 + i) * ps]) TH_LOG("move %u", i);
+			EXPECT_EQ(0, map[i * ps]) TH_LOG("move %u left old data", i);
+		} else {
+			EXPECT_EQ(0xa0 + i, map[i * ps]) TH_LOG("move %u", i);
+			EXPECT_EQ(0, map[(4 + i) * ps]) TH_LOG("move %u", i);
+		}
+	}
+}
+
 /*
  * Negotiate @features on a fresh context and check that exactly the
  * ioctls in @allowed are reported and work, with valid arguments, and that
@@ -853,6 +1000,7 @@ static void check_gating(struct __test_metadata *_metadata, uint64_t features,
 	EXPECT_TRUE(is_zero(map, 8 * ps));
 	ASSERT_EQ(0, uffdx_region_info(rfd, &info));
 	EXPECT_EQ(8 * ps, info.resident);
+	check_gated_moves(_metadata, fd, rfd, id, map, allowed);
 	free(buf);
 	munmap(map, 8 * ps);
 	close(rfd);
@@ -879,10 +1027,34 @@ TEST(features_gate_ioctls_poison_only)
 	check_gating(_metadata, UFFDX_FEATURE_POISON, BASE_CTX_IOCTLS | POISON_IOCTLS);
 }
 
+TEST(features_gate_ioctls_default)
+{
+	SKIP_IF_NO_UFFDX();
+	check_gating(_metadata, DEFAULT_FEATURES, DEFAULT_CTX_IOCTLS);
+}
+
+static int move_supported(void)
+{
+	struct uffdx_api a;
+
+	memset(&a, 0, sizeof(a));
+	return !uffdx_query(&a) && (a.features & UFFDX_FEATURE_MOVE);
+}
+
+TEST(features_gate_ioctls_move_only)
+{
+	SKIP_IF_NO_UFFDX();
+	if (!move_supported())
+		SKIP(return, "the module does not report UFFDX_FEATURE_MOVE");
+	check_gating(_metadata, UFFDX_FEATURE_MOVE, BASE_CTX_IOCTLS | MOVE_IOCTLS);
+}
+
 TEST(features_gate_ioctls_all)
 {
 	SKIP_IF_NO_UFFDX();
-	check_gating(_metadata, DEFAULT_FEATURES, ALL_CTX_IOCTLS);
+	if (!move_supported())
+		SKIP(return, "the module does not report UFFDX_FEATURE_MOVE");
+	check_gating(_metadata, DEFAULT_FEATURES | UFFDX_FEATURE_MOVE, ALL_CTX_IOCTLS);
 }
 
 /* ---- open modes and credentials --------------------------------------------- */

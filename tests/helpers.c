@@ -658,3 +658,55 @@ int raw_range(int ctx, unsigned long nr, uint64_t id, uint64_t off, uint64_t len
 		*result = r.result;
 	return ret;
 }
+
+int pagemap_read(const void *addr, size_t npages, uint64_t *entries)
+{
+	off_t off = (off_t)((uintptr_t)addr / ps * sizeof(uint64_t));
+	size_t want = npages * sizeof(uint64_t), done = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	while (done < want) {
+		ssize_t n = pread(fd, (char *)entries + done, want - done,
+				  off + (off_t)done);
+
+		if (n <= 0) {
+			int err = n < 0 ? errno : EIO;
+
+			close(fd);
+			return -err;
+		}
+		done += (size_t)n;
+	}
+	close(fd);
+	return 0;
+}
+
+uint64_t page_pfn(const void *addr)
+{
+	uint64_t e = 0;
+
+	if (pagemap_read(addr, 1, &e) || !(e & PM_PRESENT))
+		return 0;
+	return PM_PFN(e);
+}
+
+int fdinfo_ll(int fd, const char *key, long long *val)
+{
+	char path[64], buf[4096], *p;
+	size_t klen = strlen(key);
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	n = read_str_file(path, buf, sizeof(buf));
+	if (n < 0)
+		return (int)n;
+	for (p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (!strncmp(p, key, klen) && p[klen] == ':') {
+			*val = strtoll(p + klen + 1, NULL, 0);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}

@@ -148,4 +148,18 @@ int raw_range(int ctx, unsigned long nr, uint64_t id, uint64_t off, uint64_t len
 int send_fd(int sock, int fd);
 int recv_fd(int sock, int timeout_ms);
 
+/*
+ * /proc/self/pagemap: the entries of npages pages from addr (0 or -errno).
+ * Bit 63 is "present"; the PFN (bits 0-54) reads as 0 without
+ * CAP_SYS_ADMIN.
+ */
+#define PM_PRESENT		(1ULL << 63)
+#define PM_PFN(e)		((e) & ((1ULL << 55) - 1))
+int pagemap_read(const void *addr, size_t npages, uint64_t *entries);
+/* PFN of the page at addr (0 if not present, unreadable, or not root). */
+uint64_t page_pfn(const void *addr);
+
+/* A "key:\tvalue" integer line of /proc/self/fdinfo/fd: 0 or -errno. */
+int fdinfo_ll(int fd, const char *key, long long *val);
+
 #endif
