@@ -26,8 +26,8 @@ UDEVDIR ?= /lib/udev/rules.d
 export VERSION
 
 .PHONY: all module module-clean lib tests install uninstall install-udev \
-	dkms-install dkms-remove clean lint check check-all demo bench stress \
-	check-host
+	dkms-install dkms-remove clean lint check check-all demo bench bench-all \
+	stress check-host
 
 all: lib tests
 
@@ -100,6 +100,9 @@ demo:
 
 bench:
 	tests/vm/check.sh bench
+
+bench-all:
+	tests/vm/check.sh bench-all
 
 stress:
 	tests/vm/check.sh stress

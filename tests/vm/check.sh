@@ -6,6 +6,7 @@
 #   tests/vm/check.sh default   make check:     stock 6.1, bpo 6.12, debug 6.12
 #   tests/vm/check.sh all       make check-all: adds bullseye 5.10 and sid 7.x
 #   tests/vm/check.sh bench     make bench:     BENCH programs, stock kernels
+#   tests/vm/check.sh bench-all make bench-all: adds sid 7.x
 #   tests/vm/check.sh stress    make stress:    STRESS programs, debug kernel
 #   tests/vm/check.sh demo      make demo:      uffdx-info + demo, stock 6.1
 #
@@ -337,7 +338,8 @@ main() {
 	case $mode in
 	default | all) GUEST_MODE=check ;;
 	bench | stress | demo) GUEST_MODE=$mode ;;
-	*) die "usage: $0 default|all|bench|stress|demo" ;;
+	bench-all) GUEST_MODE=bench ;;
+	*) die "usage: $0 default|all|bench|bench-all|stress|demo" ;;
 	esac
 	STRESS_SECS=${UFFDX_STRESS_SECS:-120}
 	kernels=${UFFDX_KERNELS:-$(kernel_list "$mode")}

@@ -42,6 +42,7 @@ kernel_list() {
 	default) echo "stock-6.1 bpo-6.12 debug-6.12" ;;
 	all) echo "stock-6.1 bpo-6.12 debug-6.12 bullseye-5.10 sid-7.x" ;;
 	bench) echo "stock-6.1 bpo-6.12" ;;
+	bench-all) echo "stock-6.1 bpo-6.12 sid-7.x" ;;
 	stress) echo "debug-6.12" ;;
 	demo) echo "stock-6.1" ;;
 	*) die "unknown mode '$1'" ;;
