@@ -8,10 +8,11 @@
  * forks two children that read every page of the mapping they inherited,
  * one front to back and one back to front, and check it against FILE.
  * The parent is the fault handler: for each event it reads the page at the
- * event's offset from FILE and COPYs it in (uffdx_serve_copy(), which
- * WAKEs instead when the other child's fault got there first), or ZEROes
- * pages past the end of the file.  It exits 0 if both children saw the
- * file's contents.
+ * event's offset from FILE and COPYs it in, or ZEROes pages past the end
+ * of the file, WAKEing instead when the other child's fault got there
+ * first.  Its loop is one call per round, uffdx_resolve_wait(): apply the
+ * resolutions of the events it read last, and wait for the next events.
+ * It exits 0 if both children saw the file's contents.
  *
  * The children touch the mapping only from user mode: passing an armed,
  * unpopulated page to a system call would fail with EFAULT unless the
@@ -21,7 +22,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,57 +73,83 @@ static int touch_pages(const struct uffdx_region_map *map, int file,
 	return 0;
 }
 
-/* The handler: resolve one page fault event from the file. */
-static int serve(int ctx, const struct uffdx_event *ev, int file,
-		 char *buf, size_t psize, struct stats *st)
+#define MAX_EVENTS	16
+
+/*
+ * The handler: turn one page fault event into a resolution, a COPY of the
+ * page at the event's offset from the file (read into buf), or a ZERO
+ * past the end of the file.
+ */
+static int prepare(const struct uffdx_event *ev, int file, char *buf,
+		   size_t psize, struct uffdx_resolution *res)
 {
-	ssize_t n;
-	int ret;
+	ssize_t n = pread(file, buf, psize, (off_t)ev->offset);
 
-	st->events++;
-	if (ev->type != UFFDX_EVENT_PAGEFAULT)
-		return 0;	/* no other events yet; skip future ones */
-
-	n = pread(file, buf, psize, (off_t)ev->offset);
 	if (n < 0)
 		return -errno;
+	memset(res, 0, sizeof(*res));
+	res->region_id = ev->region_id;
+	res->offset = ev->offset;
+	res->len = psize;
 	if (n == 0) {
-		/* Past the end of the file: zero-fill, wake on EEXIST. */
-		ret = uffdx_zero(ctx, ev->region_id, ev->offset, psize, 0,
-				 NULL);
-		if (ret == -EEXIST)
-			ret = uffdx_wake(ctx, ev->region_id, ev->offset,
-					 psize);
-		else if (ret == 0)
-			st->zeroed++;
-		if (ret == 0 && verbose)
-			printf("  pid %u tid %u offset %#" PRIx64 ": zero\n",
-			       ev->pid, ev->tid, (uint64_t)ev->offset);
-		return ret;
+		res->op = _UFFDX_ZERO;
+	} else {
+		memset(buf + n, 0, psize - (size_t)n);
+		res->op = _UFFDX_COPY;
+		res->src = (uint64_t)(uintptr_t)buf;
 	}
-	memset(buf + n, 0, psize - (size_t)n);
-
-	ret = uffdx_serve_copy(ctx, ev, buf, psize);
-	if (ret < 0)
-		return ret;
-	if (ret == 0)
-		st->copied++;
-	else
-		st->woken++;
 	if (verbose)
 		printf("  pid %u tid %u offset %#" PRIx64 " (%s): %s\n",
 		       ev->pid, ev->tid, (uint64_t)ev->offset,
 		       ev->flags & UFFDX_PF_WRITE ? "write" : "read",
-		       ret == 0 ? "copied" : "already there, woken");
+		       n ? "copy" : "zero");
 	return 0;
+}
+
+/*
+ * One round: apply res[0..*nres) and wait up to 100 ms for the next
+ * events.  A resolution that finds its page there already (the other
+ * child's fault got there first: EEXIST, or EAGAIN for part of it) is
+ * turned into a WAKE and the rest of the batch is submitted again.
+ * Returns the number of events read, or -errno.
+ */
+static int round_trip(int ctx, struct uffdx_resolution *res, unsigned int *nres,
+		      struct uffdx_event *ev, struct stats *st)
+{
+	unsigned int done, i;
+	int n;
+
+	for (;;) {
+		n = uffdx_resolve_wait(ctx, res, *nres, &done, ev, MAX_EVENTS,
+				       100 * 1000 * 1000LL, 0);
+		for (i = 0; i < done && i < *nres; i++) {
+			if (res[i].op == _UFFDX_COPY)
+				st->copied++;
+			else if (res[i].op == _UFFDX_ZERO)
+				st->zeroed++;
+			else
+				st->woken++;
+		}
+		if (n != -EEXIST && n != -EAGAIN)
+			break;
+		/* res[done] is there already: wake its faulters instead. */
+		memmove(res, res + done, (*nres - done) * sizeof(*res));
+		*nres -= done;
+		res[0].op = _UFFDX_WAKE;
+		res[0].mode = 0;
+		res[0].src = 0;
+	}
+	*nres = 0;
+	return n;
 }
 
 int main(int argc, char **argv)
 {
 	const char *path = "/proc/self/exe";
 	struct uffdx_region_map map;
-	struct uffdx_event ev[16];
-	unsigned int npages = 16, live = 0, i;
+	struct uffdx_event ev[MAX_EVENTS];
+	struct uffdx_resolution res[MAX_EVENTS];
+	unsigned int npages = 16, live = 0, nres = 0, i;
 	struct stats st = { 0, 0, 0, 0 };
 	struct uffdx_api api;
 	int ctx, file, ret, status = 0, failed = 0;
@@ -145,7 +171,7 @@ int main(int argc, char **argv)
 	}
 
 	file = open(path, O_RDONLY | O_CLOEXEC);
-	buf = malloc(psize);
+	buf = malloc(MAX_EVENTS * psize);
 	if (file < 0 || !buf) {
 		perror(path);
 		return 1;
@@ -201,32 +227,28 @@ int main(int argc, char **argv)
 	 * the children then get SIGBUS instead of hanging. */
 	alarm(TIMEOUT_SEC);
 	while (live) {
-		struct pollfd pfd = { .fd = ctx, .events = POLLIN };
 		int n, j;
 
-		ret = poll(&pfd, 1, 100);
-		if (ret < 0 && errno != EINTR) {
-			perror("poll");
+		n = round_trip(ctx, res, &nres, ev, &st);
+		if (n < 0 && n != -EINTR) {
+			fprintf(stderr, "resolve: %s\n", uffdx_strerror(n));
 			failed = 1;
 			break;
 		}
-		if (ret > 0) {
-			n = uffdx_read_events(ctx, ev, sizeof(ev) / sizeof(ev[0]));
-			if (n < 0 && n != -EAGAIN && n != -EINTR) {
-				fprintf(stderr, "read events: %s\n",
-					uffdx_strerror(n));
+		for (j = 0; j < n; j++) {
+			st.events++;
+			if (ev[j].type != UFFDX_EVENT_PAGEFAULT)
+				continue;	/* no other events yet */
+			ret = prepare(&ev[j], file, buf + (size_t)nres * psize,
+				      psize, &res[nres]);
+			if (ret < 0) {
+				fprintf(stderr, "read offset %#" PRIx64 ": %s\n",
+					(uint64_t)ev[j].offset,
+					uffdx_strerror(ret));
 				failed = 1;
-				break;
+				continue;
 			}
-			for (j = 0; j < n; j++) {
-				ret = serve(ctx, &ev[j], file, buf, psize, &st);
-				if (ret < 0) {
-					fprintf(stderr, "serve offset %#" PRIx64
-						": %s\n", (uint64_t)ev[j].offset,
-						uffdx_strerror(ret));
-					failed = 1;
-				}
-			}
+			nres++;
 		}
 		while (live && waitpid(-1, &status, WNOHANG) > 0) {
 			live--;

@@ -135,6 +135,7 @@ union uffdx_ioctl_arg {
 	struct uffdx_move move;
 	struct uffdx_move_addr move_addr;
 	struct uffdx_move_vec move_vec;
+	struct uffdx_resolve resolve;
 };
 
 struct uffdx_ioctl_desc {
@@ -166,6 +167,8 @@ static const struct uffdx_ioctl_desc uffdx_ctx_ioctls[] = {
 			 UFFDX_FEATURE_MOVE),
 	UFFDX_IOCTL_DESC(_UFFDX_MOVE_VEC, struct uffdx_move_vec,
 			 UFFDX_FEATURE_MOVE),
+	UFFDX_IOCTL_DESC(_UFFDX_RESOLVE, struct uffdx_resolve,
+			 UFFDX_FEATURE_MISSING),
 };
 
 /* The ioctls a context that negotiated @features may use. */
@@ -307,6 +310,8 @@ static long uffdx_ctx_ioctl(struct file *file, unsigned int cmd,
 	case _UFFDX_MOVE_ADDR:
 	case _UFFDX_MOVE_VEC:
 		return uffdx_move_ioctl(ctx, nr, &karg, uarg);
+	case _UFFDX_RESOLVE:
+		return uffdx_resolve(ctx, &karg.resolve, uarg);
 	default:
 		return uffdx_region_range_op(ctx, nr, &karg.range, uarg);
 	}
@@ -324,15 +329,14 @@ static long uffdx_ctx_ioctl(struct file *file, unsigned int cmd,
  * and one queued after it wakes the caller.  A stale "pending" only costs
  * a retry.
  */
-static bool uffdx_events_pending(struct uffdx_ctx *ctx)
+bool uffdx_events_pending(struct uffdx_ctx *ctx)
 {
 	smp_mb();	/* order the check after queueing on read_wqh */
 	return !list_empty(&ctx->fault_pending);
 }
 
 /* Take the oldest pending event; it moves to the delivered list. */
-static int uffdx_read_event(struct uffdx_ctx *ctx, struct uffdx_event *ev,
-			    u64 *seq)
+int uffdx_read_event(struct uffdx_ctx *ctx, struct uffdx_event *ev, u64 *seq)
 {
 	struct uffdx_fault_waiter *w;
 
@@ -355,7 +359,7 @@ static int uffdx_read_event(struct uffdx_ctx *ctx, struct uffdx_event *ev,
  * and say so to the other readers and to edge-triggered epoll: for them
  * it is a new event.
  */
-static void uffdx_unread_event(struct uffdx_ctx *ctx, u64 seq)
+void uffdx_unread_event(struct uffdx_ctx *ctx, u64 seq)
 {
 	struct uffdx_fault_waiter *w;
 	bool back = false;

@@ -714,6 +714,55 @@ out:
 	return ret;
 }
 
+/*
+ * A MOVE resolution of UFFDX_IOC_RESOLVE (resolve.c): the pages at @src in
+ * the caller's mappings into [@offset, @offset + @len) of region
+ * @region_id of @ctx, as a handler hands over pages it staged.  Returns
+ * as the ioctls do, with the progress report in *@result.
+ */
+int uffdx_move_into(struct uffdx_ctx *ctx, u64 region_id, u64 offset,
+		    u64 src, u64 len, u32 mode, s64 *result)
+{
+	struct uffdx_move_piece piece;
+	struct vm_area_struct *svma;
+	struct uffdx_move_op op = { };
+	pgoff_t six;
+	int ret;
+
+	if (mode & ~UFFDX_MOVE_MODES)
+		return -EINVAL;
+	if (!len || !PAGE_ALIGNED(len) || !PAGE_ALIGNED(src))
+		return -EINVAL;
+	op.dst = uffdx_region_lookup(ctx, region_id);
+	if (!op.dst)
+		return -ENOENT;
+
+	if (mmap_read_lock_killable(current->mm)) {
+		ret = -EINTR;
+		goto out;
+	}
+	op.src = uffdx_move_addr_region(src, len, &svma, &six);
+	if (IS_ERR(op.src)) {
+		ret = PTR_ERR(op.src);
+		op.src = NULL;
+	} else {
+		ret = uffdx_move_check(&op, offset, (u64)six << PAGE_SHIFT,
+				       len);
+	}
+	if (!ret)
+		uffdx_move_ops(&op, 1, mode, &piece, 1);
+	mmap_read_unlock(current->mm);
+	if (ret)
+		goto out;
+
+	uffdx_move_wake(&op, 1, mode);
+	ret = uffdx_op_ret(&op);
+	*result = uffdx_op_result(&op);
+out:
+	uffdx_op_put(&op);
+	return ret;
+}
+
 /* MOVE_VEC's working set, allocated once per call. */
 struct uffdx_move_vec_work {
 	struct uffdx_move_entry ents[UFFDX_MOVE_CHUNK];

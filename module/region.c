@@ -145,18 +145,19 @@ static enum uffdx_fill_kind uffdx_fill_kind_of(unsigned int nr)
 }
 
 /*
- * The range ioctls of a context.  Operations that can stop part way (the
- * fills and discard) report progress in r->result and, as UFFDIO_COPY
+ * Apply the range operation @nr to a region of @ctx (the ioctls, and the
+ * resolutions of UFFDX_IOC_RESOLVE).  Operations that can stop part way
+ * (the fills and discard) set r->result and *@report and, as UFFDIO_COPY
  * does, fail with -EAGAIN when they did part of the range.
  */
-long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
-			   struct uffdx_range *r, void __user *uarg)
+int uffdx_range_apply(struct uffdx_ctx *ctx, unsigned int nr,
+		      struct uffdx_range *r, bool *report)
 {
 	struct uffdx_region *region;
 	pgoff_t start, end, done = 0;
-	bool report = false;
 	int ret;
 
+	*report = false;
 	ret = uffdx_range_args_check(nr, r);
 	if (ret)
 		return ret;
@@ -180,28 +181,38 @@ long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
 		break;
 	case _UFFDX_DISCARD:
 		ret = uffdx_store_discard(region, start, end, &done);
-		report = true;
+		*report = true;
 		break;
 	default:
 		ret = uffdx_store_fill(region, uffdx_fill_kind_of(nr), start,
 				       end, r->src, &done);
 		if (done && !(r->mode & UFFDX_FILL_DONTWAKE))
 			uffdx_map_and_wake(ctx, region, start, start + done);
-		report = true;
+		*report = true;
 		break;
 	}
 
-	if (report) {
+	if (*report) {
 		if (done && start + done < end)
 			ret = -EAGAIN;
 		r->result = done ? (s64)done << PAGE_SHIFT : ret;
-		/* result is the only output; every struct version has it */
-		if (put_user(r->result,
-			     &((struct uffdx_range __user *)uarg)->result))
-			ret = -EFAULT;
 	}
 out_put:
 	uffdx_region_put(region);
+	return ret;
+}
+
+/* The range ioctls of a context. */
+long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
+			   struct uffdx_range *r, void __user *uarg)
+{
+	bool report;
+	int ret = uffdx_range_apply(ctx, nr, r, &report);
+
+	/* result is the only output; every struct version has it */
+	if (report &&
+	    put_user(r->result, &((struct uffdx_range __user *)uarg)->result))
+		ret = -EFAULT;
 	return ret;
 }
 

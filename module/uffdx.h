@@ -208,6 +208,11 @@ int uffdx_copy_out(void __user *uarg, u32 usize, const void *karg,
 		   size_t ksize);
 bool uffdx_ioctl_cmd_ok(unsigned int cmd, unsigned int nr);
 
+/* the event queue (ctx.c) */
+bool uffdx_events_pending(struct uffdx_ctx *ctx);
+int uffdx_read_event(struct uffdx_ctx *ctx, struct uffdx_event *ev, u64 *seq);
+void uffdx_unread_event(struct uffdx_ctx *ctx, u64 seq);
+
 /* store.c: the page store of a region */
 struct page *uffdx_alloc_page(struct uffdx_ctx *ctx, bool zero);
 void uffdx_free_page(struct uffdx_ctx *ctx, struct page *page);
@@ -235,12 +240,20 @@ int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 struct uffdx_region *uffdx_region_lookup(struct uffdx_ctx *ctx, u64 id);
 struct uffdx_region *uffdx_region_get_fd(int fd);
 void uffdx_region_put(struct uffdx_region *region);
+int uffdx_range_apply(struct uffdx_ctx *ctx, unsigned int nr,
+		      struct uffdx_range *r, bool *report);
 long uffdx_region_range_op(struct uffdx_ctx *ctx, unsigned int nr,
 			   struct uffdx_range *r, void __user *uarg);
 
 /* move.c */
 long uffdx_move_ioctl(struct uffdx_ctx *ctx, unsigned int nr, void *karg,
 		      void __user *uarg);
+int uffdx_move_into(struct uffdx_ctx *ctx, u64 region_id, u64 offset,
+		    u64 src, u64 len, u32 mode, s64 *result);
+
+/* resolve.c */
+long uffdx_resolve(struct uffdx_ctx *ctx, struct uffdx_resolve *rs,
+		   void __user *uarg);
 
 /* fault.c */
 extern const struct vm_operations_struct uffdx_vm_ops;

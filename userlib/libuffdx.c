@@ -329,6 +329,32 @@ UFFDX_EXPORT int uffdx_move_vec(int ctx, struct uffdx_move_entry *entries,
 	return ret < 0 ? ret : 0;
 }
 
+/* ---- resolve and wait ---------------------------------------------------- */
+
+UFFDX_EXPORT int uffdx_resolve_wait(int ctx, struct uffdx_resolution *res,
+				    unsigned int nr, unsigned int *nr_done,
+				    struct uffdx_event *ev,
+				    unsigned int max_events,
+				    int64_t timeout_ns, uint32_t flags)
+{
+	struct uffdx_resolve rs;
+	int ret;
+
+	memset(&rs, 0, sizeof(rs));
+	rs.size = sizeof(rs);
+	rs.flags = flags;
+	rs.resolutions = (uint64_t)(uintptr_t)res;
+	rs.nr_resolutions = nr;
+	rs.resolution_size = sizeof(*res);
+	rs.events = (uint64_t)(uintptr_t)ev;
+	rs.max_events = max_events;
+	rs.timeout_ns = timeout_ns;
+	ret = uffdx_ioctl(ctx, UFFDX_IOC_RESOLVE, &rs);
+	if (nr_done)
+		*nr_done = rs.nr_done;
+	return ret < 0 ? ret : (int)rs.nr_events;
+}
+
 /* ---- events -------------------------------------------------------------- */
 
 UFFDX_EXPORT int uffdx_read_events(int ctx, struct uffdx_event *ev,

@@ -85,6 +85,20 @@ int uffdx_move_addr(int ctx, void *dst, const void *src, uint64_t len,
 int uffdx_move_vec(int ctx, struct uffdx_move_entry *entries, unsigned int nr,
 		   uint32_t mode, uint64_t *moved);
 
+/*
+ * A handler's loop in one call (UFFDX_IOC_RESOLVE): apply the nr
+ * resolutions in order (each one's result in its "result"), then read up
+ * to max_events events, waiting up to timeout_ns (< 0: no limit) for the
+ * first unless flags has UFFDX_RESOLVE_NOWAIT.  Returns the number of
+ * events read (0 on timeout), or -errno; a resolution that does not
+ * complete stops the batch and its error is returned (-EAGAIN if it did
+ * part), with *nr_done (if not NULL) the number that completed.
+ */
+int uffdx_resolve_wait(int ctx, struct uffdx_resolution *res, unsigned int nr,
+		       unsigned int *nr_done, struct uffdx_event *ev,
+		       unsigned int max_events, int64_t timeout_ns,
+		       uint32_t flags);
+
 /* Events: read up to max; returns how many, or -EAGAIN under O_NONBLOCK. */
 int uffdx_read_events(int ctx, struct uffdx_event *ev, unsigned int max);
 

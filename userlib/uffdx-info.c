@@ -30,6 +30,7 @@ static const char *const ioctl_names[] = {
 	[_UFFDX_MOVE]		= "move",
 	[_UFFDX_MOVE_ADDR]	= "move-addr",
 	[_UFFDX_MOVE_VEC]	= "move-vec",
+	[_UFFDX_RESOLVE]	= "resolve",
 };
 
 static void usage(FILE *f)

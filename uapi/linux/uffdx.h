@@ -89,7 +89,8 @@
 #define _UFFDX_MOVE		0x09
 #define _UFFDX_MOVE_ADDR	0x0a
 #define _UFFDX_MOVE_VEC		0x0b
-/* 0x0c-0x3f reserved for write-protect and the device. */
+#define _UFFDX_RESOLVE		0x0c
+/* 0x0d-0x3f reserved for write-protect and the device. */
 
 /* On a region fd. */
 #define _UFFDX_REGION_INFO	0x40
@@ -228,6 +229,62 @@ struct uffdx_move_vec {
 	__u64 reserved[2];	/* must be 0 */
 };
 
+/*
+ * One resolution of a UFFDX_IOC_RESOLVE batch.  "op" is the number of the
+ * ioctl it stands for, with that ioctl's modes and semantics:
+ *  _UFFDX_COPY, _UFFDX_ZERO, _UFFDX_POISON, _UFFDX_WAKE: as uffdx_range,
+ *      "src" the COPY source address (0 otherwise);
+ *  _UFFDX_MOVE: move the pages at address "src" (a mapping, in the
+ *      caller's address space, of a region file open for writing) into
+ *      [offset, offset + len) of region "region_id"; UFFDX_MOVE_DONTWAKE
+ *      and UFFDX_MOVE_ALLOW_SRC_HOLES.
+ * "result" is the op's progress report.
+ */
+struct uffdx_resolution {
+	__u32 op;		/* in: _UFFDX_COPY, ZERO, POISON, WAKE, MOVE */
+	__u32 mode;		/* in: the op's modes */
+	__u64 region_id;	/* in */
+	__u64 offset;		/* in: bytes */
+	__u64 len;		/* in: bytes */
+	__u64 src;		/* in: COPY or MOVE source address */
+	__s64 result;		/* out */
+};
+
+/* uffdx_resolve.flags */
+#define UFFDX_RESOLVE_NOWAIT	0x1U	/* return at once if no event is pending */
+
+/*
+ * UFFDX_IOC_RESOLVE: apply "nr_resolutions" resolutions in order, then
+ * read up to "max_events" events into "events", sleeping (interruptibly,
+ * for at most "timeout_ns" if it is not negative) until one is pending,
+ * unless NOWAIT.  One system call per fault for a handler in the steady
+ * state.
+ *
+ * A resolution that does not complete stops the batch: "nr_done" says how
+ * many completed, the failing one's result says how far it got, no event
+ * is read, and the ioctl fails with that resolution's error (EAGAIN if it
+ * did part of its range).  Otherwise the ioctl returns 0 with "nr_events"
+ * events read (0 on timeout or under NOWAIT), or fails with EINTR if a
+ * signal ended the wait.  Either list may be empty.  Events are taken off
+ * the queue as read() takes them: each is delivered once, by one of them.
+ */
+struct uffdx_resolve {
+	__u32 size;		/* in */
+	__u32 flags;		/* in: UFFDX_RESOLVE_* */
+	__u64 resolutions;	/* in: address of struct uffdx_resolution[] */
+	__u32 nr_resolutions;	/* in: 0 .. UFFDX_RESOLVE_MAX */
+	__u32 resolution_size;	/* in: sizeof(struct uffdx_resolution) */
+	__u64 events;		/* in: address of struct uffdx_event[] */
+	__u32 max_events;	/* in: 0 .. UFFDX_RESOLVE_MAX */
+	__u32 nr_events;	/* out */
+	__s64 timeout_ns;	/* in: < 0: no limit */
+	__u32 nr_done;		/* out: resolutions completed */
+	__u32 __pad;		/* must be 0 */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+#define UFFDX_RESOLVE_MAX	1024
+
 /* UFFDX_IOC_REGION_INFO, on a region fd. */
 struct uffdx_region_info {
 	__u32 size;		/* in */
@@ -256,6 +313,7 @@ struct uffdx_region_info {
 				      struct uffdx_move_addr)
 #define UFFDX_IOC_MOVE_VEC	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_MOVE_VEC, \
 				      struct uffdx_move_vec)
+#define UFFDX_IOC_RESOLVE	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_RESOLVE, struct uffdx_resolve)
 #define UFFDX_IOC_REGION_INFO	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, \
 				      struct uffdx_region_info)
 
