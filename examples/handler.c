@@ -177,8 +177,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	ctx = uffdx_open_api(UFFDX_FEATURE_REGIONS | UFFDX_FEATURE_MISSING,
-			     O_NONBLOCK, &api);
+	/* Blocking: uffdx_resolve_wait() sleeps for events (100 ms at most). */
+	ctx = uffdx_open_api(UFFDX_FEATURE_REGIONS | UFFDX_FEATURE_MISSING, 0,
+			     &api);
 	if (ctx == -ENOENT) {
 		fprintf(stderr, "no %s: is the uffdx module loaded?\n",
 			UFFDX_DEVICE_PATH);

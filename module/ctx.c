@@ -311,7 +311,7 @@ static long uffdx_ctx_ioctl(struct file *file, unsigned int cmd,
 	case _UFFDX_MOVE_VEC:
 		return uffdx_move_ioctl(ctx, nr, &karg, uarg);
 	case _UFFDX_RESOLVE:
-		return uffdx_resolve(ctx, &karg.resolve, uarg);
+		return uffdx_resolve(ctx, file, &karg.resolve, uarg);
 	default:
 		return uffdx_region_range_op(ctx, nr, &karg.range, uarg);
 	}

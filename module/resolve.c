@@ -36,11 +36,14 @@ static int uffdx_resolve_one(struct uffdx_ctx *ctx,
 	case _UFFDX_MOVE:
 		break;
 	default:
+		res->result = -EINVAL;
 		return -EINVAL;
 	}
 	/* The context must have negotiated the op's own ioctl. */
-	if (!(ctx->ioctls & BIT_ULL(res->op)))
+	if (!(ctx->ioctls & BIT_ULL(res->op))) {
+		res->result = -EINVAL;
 		return -EINVAL;
+	}
 
 	if (res->op == _UFFDX_MOVE) {
 		res->result = 0;
@@ -70,7 +73,8 @@ static int uffdx_resolve_one(struct uffdx_ctx *ctx,
 
 /*
  * The batch, in order, stopping at the first resolution that does not
- * complete.  *@done counts those that did.
+ * complete.  *@done counts those that did, also the one whose result
+ * could not be written back (it was applied: doing it again would fail).
  */
 static int uffdx_resolve_batch(struct uffdx_ctx *ctx,
 			       const struct uffdx_resolve *rs, u32 *done)
@@ -85,11 +89,12 @@ static int uffdx_resolve_batch(struct uffdx_ctx *ctx,
 		if (copy_from_user(&res, &ures[i], sizeof(res)))
 			return -EFAULT;
 		ret = uffdx_resolve_one(ctx, &res);
+		if (!ret)
+			*done = i + 1;
 		if (put_user(res.result, &ures[i].result))
 			return -EFAULT;
 		if (ret)
 			return ret;
-		*done = i + 1;
 	}
 	return 0;
 }
@@ -127,7 +132,8 @@ static int uffdx_resolve_sleep(struct uffdx_ctx *ctx, s64 timeout_ns,
  * with -EINTR, never a restart: the batch has been applied already.
  */
 static int uffdx_resolve_events(struct uffdx_ctx *ctx,
-				const struct uffdx_resolve *rs, u32 *nr)
+				const struct uffdx_resolve *rs, bool nonblock,
+				u32 *nr)
 {
 	struct uffdx_event __user *uev = u64_to_user_ptr(rs->events);
 	ktime_t deadline = 0;
@@ -147,7 +153,7 @@ static int uffdx_resolve_events(struct uffdx_ctx *ctx,
 			}
 			(*nr)++;
 		}
-		if (*nr || !rs->max_events ||
+		if (*nr || !rs->max_events || nonblock ||
 		    (rs->flags & UFFDX_RESOLVE_NOWAIT) || !rs->timeout_ns)
 			return 0;
 		ret = uffdx_resolve_sleep(ctx, rs->timeout_ns, deadline);
@@ -158,8 +164,9 @@ static int uffdx_resolve_events(struct uffdx_ctx *ctx,
 	}
 }
 
-long uffdx_resolve(struct uffdx_ctx *ctx, struct uffdx_resolve *rs,
-		   void __user *uarg)
+/* An O_NONBLOCK context file never sleeps here either, as with read(). */
+long uffdx_resolve(struct uffdx_ctx *ctx, struct file *file,
+		   struct uffdx_resolve *rs, void __user *uarg)
 {
 	struct uffdx_resolve __user *urs = uarg;
 	u32 done = 0, nr = 0;
@@ -174,7 +181,8 @@ long uffdx_resolve(struct uffdx_ctx *ctx, struct uffdx_resolve *rs,
 
 	ret = uffdx_resolve_batch(ctx, rs, &done);
 	if (!ret)
-		ret = uffdx_resolve_events(ctx, rs, &nr);
+		ret = uffdx_resolve_events(ctx, rs,
+					   file->f_flags & O_NONBLOCK, &nr);
 	if (put_user(done, &urs->nr_done) || put_user(nr, &urs->nr_events))
 		ret = -EFAULT;
 	return ret;

@@ -252,8 +252,8 @@ int uffdx_move_into(struct uffdx_ctx *ctx, u64 region_id, u64 offset,
 		    u64 src, u64 len, u32 mode, s64 *result);
 
 /* resolve.c */
-long uffdx_resolve(struct uffdx_ctx *ctx, struct uffdx_resolve *rs,
-		   void __user *uarg);
+long uffdx_resolve(struct uffdx_ctx *ctx, struct file *file,
+		   struct uffdx_resolve *rs, void __user *uarg);
 
 /* fault.c */
 extern const struct vm_operations_struct uffdx_vm_ops;

@@ -33,7 +33,7 @@
 			    (1ULL << _UFFDX_ARM) | (1ULL << _UFFDX_DISARM) | \
 			    (1ULL << _UFFDX_COPY) | (1ULL << _UFFDX_ZERO) | \
 			    (1ULL << _UFFDX_POISON) | (1ULL << _UFFDX_WAKE) | \
-			    (1ULL << _UFFDX_DISCARD))
+			    (1ULL << _UFFDX_DISCARD) | (1ULL << _UFFDX_RESOLVE))
 /* What UFFDX_FEATURE_MOVE adds. */
 #define MOVE_IOCTLS ((1ULL << _UFFDX_MOVE) | (1ULL << _UFFDX_MOVE_ADDR) | \
 		     (1ULL << _UFFDX_MOVE_VEC))
@@ -46,7 +46,7 @@
 /* What UFFDX_FEATURE_MISSING adds. */
 #define MISSING_IOCTLS ((1ULL << _UFFDX_ARM) | (1ULL << _UFFDX_DISARM) | \
 			(1ULL << _UFFDX_COPY) | (1ULL << _UFFDX_ZERO) | \
-			(1ULL << _UFFDX_WAKE))
+			(1ULL << _UFFDX_WAKE) | (1ULL << _UFFDX_RESOLVE))
 /* What UFFDX_FEATURE_POISON adds. */
 #define POISON_IOCTLS (1ULL << _UFFDX_POISON)
 
@@ -385,6 +385,19 @@ TEST_F(raw, ioctls_before_api_einval)
 	EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_REGION_CREATE, &rc));
 	EXPECT_EQ(EINVAL, errno);
 
+	{
+		struct uffdx_resolve rs;
+
+		memset(&rs, 0, sizeof(rs));
+		rs.size = sizeof(rs);
+		rs.resolution_size = sizeof(struct uffdx_resolution);
+		rs.flags = UFFDX_RESOLVE_NOWAIT;
+		rs.nr_done = 0x5a5a;
+		EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_RESOLVE, &rs));
+		EXPECT_EQ(EINVAL, errno) TH_LOG("RESOLVE");
+		EXPECT_EQ(0x5a5a, rs.nr_done);
+	}
+
 	/* the move ioctls, with their own argument structs */
 	memset(&mo, 0, sizeof(mo));
 	mo.size = sizeof(mo);
@@ -456,8 +469,8 @@ static void check_unknown_ioctls(struct __test_metadata *_metadata, int fd)
 	struct uffdx_range r;
 	unsigned long nrs[] = {
 		_IOWR(UFFDX_IOC_MAGIC, 0x3f, struct uffdx_range),
-		/* the first number after the last one defined (MOVE_VEC) */
-		_IOWR(UFFDX_IOC_MAGIC, 0x0c, struct uffdx_range),
+		/* the first number after the last one defined (RESOLVE) */
+		_IOWR(UFFDX_IOC_MAGIC, 0x0d, struct uffdx_range),
 		_IOWR(UFFDX_IOC_MAGIC, 0xff, struct uffdx_range),
 		_IO('x', 1),
 		_IOWR('x', _UFFDX_COPY, struct uffdx_range),
@@ -795,6 +808,34 @@ TEST(close_unnegotiated_and_reopen)
 }
 
 /* ---- features gate the ioctls ---------------------------------------------- */
+
+/* RESOLVE comes with missing faults: without them, EINVAL; with, it runs. */
+TEST(resolve_needs_missing)
+{
+	struct uffdx_resolve rs;
+	int fd;
+
+	SKIP_IF_NO_UFFDX();
+	memset(&rs, 0, sizeof(rs));
+	rs.size = sizeof(rs);
+	rs.resolution_size = sizeof(struct uffdx_resolution);
+	rs.flags = UFFDX_RESOLVE_NOWAIT;
+	rs.nr_done = 0x5a5a;
+	fd = ctx_open(UFFDX_FEATURE_REGIONS, 0);
+	ASSERT_LE(0, fd) TH_LOG("%s", strerror(-fd));
+	EXPECT_EQ(-1, ioctl(fd, UFFDX_IOC_RESOLVE, &rs));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(0x5a5a, rs.nr_done);
+	close(fd);
+
+	fd = ctx_open(DEFAULT_FEATURES, 0);
+	ASSERT_LE(0, fd) TH_LOG("%s", strerror(-fd));
+	rs.nr_events = 0x5a5a;
+	EXPECT_EQ(0, ioctl(fd, UFFDX_IOC_RESOLVE, &rs)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(0, rs.nr_done);
+	EXPECT_EQ(0, rs.nr_events);
+	close(fd);
+}
 
 struct gated_op {
 	const char *name;
