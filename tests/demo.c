@@ -117,19 +117,31 @@ int main(void)
 	sleep_ms(100);
 	printf("   the faulting thread is %s\n", f.done ? "NOT blocked (unexpected)" : "still blocked");
 
-	printf("6. COPY a greeting into the page; this wakes the faulter\n");
+	printf("6. COPY a greeting into the page and wait for the next event, in one call\n");
 	{
+		struct uffdx_resolution r;
+		struct uffdx_event next;
 		char *buf = calloc(1, ps);
+		unsigned int done = 0;
 
 		if (!buf)
 			DIE("calloc");
 		memcpy(buf, greeting, sizeof(greeting));
-		ret = uffdx_copy(ctx, ev.region_id, ev.offset, buf, ps, 0, &res);
+		memset(&r, 0, sizeof(r));
+		r.op = _UFFDX_COPY;
+		r.region_id = ev.region_id;
+		r.offset = ev.offset;
+		r.len = ps;
+		r.src = (uint64_t)(uintptr_t)buf;
+		/* resolve, then wait up to 100 ms for another fault (none comes) */
+		ret = uffdx_resolve_wait(ctx, &r, 1, &done, &next, 1, 100000000LL, 0);
 		free(buf);
+		if (ret < 0)
+			DIE("uffdx_resolve_wait: %s", uffdx_strerror(ret));
+		res = r.result;
+		printf("   uffdx_resolve_wait: %u resolution done, %d new events\n", done, ret);
 	}
-	if (ret)
-		DIE("uffdx_copy: %s", uffdx_strerror(ret));
-	printf("   copied %lld bytes\n", (long long)res);
+	printf("   copied %lld bytes; this woke the faulter\n", (long long)res);
 
 	for (i = 0; i < WAIT_MS && !f.done; i++)
 		usleep(1000);
