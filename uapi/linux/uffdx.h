@@ -257,8 +257,8 @@ struct uffdx_resolution {
  * UFFDX_IOC_RESOLVE: apply "nr_resolutions" resolutions in order, then
  * read up to "max_events" events into "events", sleeping (interruptibly,
  * for at most "timeout_ns" if it is not negative) until one is pending,
- * unless NOWAIT or the context file is O_NONBLOCK.  One system call per fault for a handler in the steady
- * state.
+ * unless NOWAIT or the context file is O_NONBLOCK.  One system call per
+ * fault for a handler in the steady state.
  *
  * A resolution that does not complete stops the batch: "nr_done" says how
  * many completed, the failing one's result says how far it got, no event
