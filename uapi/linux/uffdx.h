@@ -58,9 +58,9 @@
 #define UFFDX_FEATURE_MOVE		_BITULL(8)
 /* Reserved: MOVE mapping 2 MiB units with PMD entries. */
 #define UFFDX_FEATURE_MOVE_HUGE		_BITULL(9)
-/* Reserved: write-protect markers with synchronous WP fault events. */
+/* Write-protect markers with synchronous WP faults: WRITEPROTECT(_ADDR). */
 #define UFFDX_FEATURE_WP		_BITULL(16)
-/* Reserved: asynchronous dirty tracking with scan and re-arm. */
+/* Asynchronous dirty tracking with atomic scan and re-arm: SCAN. */
 #define UFFDX_FEATURE_WP_ASYNC		_BITULL(17)
 /* Reserved: simulated device, exclusive access on regions. */
 #define UFFDX_FEATURE_DEVICE_EXCLUSIVE	_BITULL(24)
@@ -90,7 +90,10 @@
 #define _UFFDX_MOVE_ADDR	0x0a
 #define _UFFDX_MOVE_VEC		0x0b
 #define _UFFDX_RESOLVE		0x0c
-/* 0x0d-0x3f reserved for write-protect and the device. */
+#define _UFFDX_WRITEPROTECT	0x0d
+#define _UFFDX_WRITEPROTECT_ADDR 0x0e
+#define _UFFDX_SCAN		0x0f
+/* 0x10-0x3f reserved for the device. */
 
 /* On a region fd. */
 #define _UFFDX_REGION_INFO	0x40
@@ -116,10 +119,22 @@ struct uffdx_api {
  * by the module.  The region is returned as a new file descriptor
  * (O_CLOEXEC) that may be mmap()ed MAP_SHARED by anyone who holds it; its
  * id names it in events and in the range ioctls of this context.
+ *
+ * Flags choose the region's write-protect mode, fixed for its lifetime
+ * (at most one; each needs its feature):
+ *  WP:       protected pages fault synchronously: the writer sleeps and
+ *            an event flagged UFFDX_PF_WP is queued (UFFDX_FEATURE_WP);
+ *  WP_ASYNC: writes to protected pages proceed and are recorded for
+ *            UFFDX_IOC_SCAN (UFFDX_FEATURE_WP_ASYNC).
+ * The mappings of such a region take a write-notify fault on the first
+ * write to each page after it is mapped.
  */
+#define UFFDX_REGION_CREATE_WP		0x1U
+#define UFFDX_REGION_CREATE_WP_ASYNC	0x2U
+
 struct uffdx_region_create {
 	__u32 size;		/* in */
-	__u32 flags;		/* in: must be 0 */
+	__u32 flags;		/* in: UFFDX_REGION_CREATE_* */
 	__u64 len;		/* in: bytes, page aligned */
 	__u64 region_id;	/* out */
 	__s32 fd;		/* out */
@@ -134,15 +149,23 @@ struct uffdx_region_create {
 #define UFFDX_FILL_DONTWAKE	0x1U
 
 /*
+ * Modes of WRITEPROTECT and WRITEPROTECT_ADDR.  PROTECT sets protection on
+ * the range, without it the range is unprotected; DONTWAKE (unprotect
+ * only) leaves the writers asleep on it for a later WAKE.
+ */
+#define UFFDX_WP_PROTECT	0x1U
+#define UFFDX_WP_DONTWAKE	0x2U
+
+/*
  * Range operations on a region of this context: ARM, DISARM, COPY, ZERO,
- * POISON, WAKE, DISCARD.  "src" is the user address to copy from (COPY
+ * POISON, WAKE, DISCARD, WRITEPROTECT.  "src" is the user address to copy from (COPY
  * only; 0 otherwise).  "result" is the progress report described above
- * (COPY, ZERO, POISON, DISCARD): written whenever the operation ran, with
+ * (COPY, ZERO, POISON, DISCARD, WRITEPROTECT): written whenever the operation ran, with
  * -errno if it did nothing; not written when the arguments are rejected.
  */
 struct uffdx_range {
 	__u32 size;		/* in */
-	__u32 mode;		/* in: UFFDX_ARM_* or UFFDX_FILL_* */
+	__u32 mode;		/* in: UFFDX_ARM_*, UFFDX_FILL_* or UFFDX_WP_* */
 	__u64 region_id;	/* in */
 	__u64 offset;		/* in: bytes into the region */
 	__u64 len;		/* in: bytes */
@@ -230,10 +253,66 @@ struct uffdx_move_vec {
 };
 
 /*
+ * UFFDX_IOC_WRITEPROTECT_ADDR: WRITEPROTECT by virtual address:
+ * [addr, addr + len) lies in one shared mapping, in the caller's address
+ * space, of a region of this context (EPERM for another context's: only
+ * the owner protects a region).
+ */
+struct uffdx_writeprotect_addr {
+	__u32 size;		/* in */
+	__u32 mode;		/* in: UFFDX_WP_* */
+	__u64 addr;		/* in: address */
+	__u64 len;		/* in: bytes */
+	__s64 result;		/* out: the progress report */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+/* uffdx_scan.flags */
+#define UFFDX_SCAN_REARM	0x1U	/* re-protect what is reported */
+#define UFFDX_SCAN_BITMAP	0x2U	/* "out" is a bitmap, not ranges */
+
+/* A run of written pages, in UFFDX_IOC_SCAN's range form. */
+struct uffdx_scan_range {
+	__u64 offset;		/* bytes into the region */
+	__u64 len;		/* bytes */
+};
+
+/*
+ * UFFDX_IOC_SCAN (WP_ASYNC regions): report the pages of [offset,
+ * offset + len) written since they were last protected, and with REARM
+ * protect them again, atomically with the report: a write that lands
+ * after the scan read a page's state is recorded for a later scan.  Pages
+ * pinned for DMA (which can change without a fault) are reported written
+ * by every scan.
+ *
+ * Output: "out_len" struct uffdx_scan_range at "out" (runs of written
+ * pages, in order, adjacent ones merged), or with UFFDX_SCAN_BITMAP a
+ * bitmap of "out_len" bytes (bit i, LSB first in byte i / 8: page i of
+ * the range; every byte of it that the scan covers is written).  The scan
+ * stops early when the output is full: "scanned" (bytes from "offset")
+ * says how far it got, and a caller continues from offset + scanned.
+ * Pages beyond "scanned" keep their state.
+ */
+struct uffdx_scan {
+	__u32 size;		/* in */
+	__u32 flags;		/* in: UFFDX_SCAN_* */
+	__u64 region_id;	/* in */
+	__u64 offset;		/* in: bytes */
+	__u64 len;		/* in: bytes */
+	__u64 out;		/* in: address of the output */
+	__u64 out_len;		/* in: ranges, or bitmap bytes; > 0 */
+	__u64 scanned;		/* out: bytes examined, from offset */
+	__u64 nr_out;		/* out: ranges (or bitmap bytes) written */
+	__u64 written;		/* out: bytes reported written */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+/*
  * One resolution of a UFFDX_IOC_RESOLVE batch.  "op" is the number of the
  * ioctl it stands for, with that ioctl's modes and semantics:
- *  _UFFDX_COPY, _UFFDX_ZERO, _UFFDX_POISON, _UFFDX_WAKE: as uffdx_range,
- *      "src" the COPY source address (0 otherwise);
+ *  _UFFDX_COPY, _UFFDX_ZERO, _UFFDX_POISON, _UFFDX_WAKE,
+ *  _UFFDX_WRITEPROTECT: as uffdx_range, "src" the COPY source address
+ *      (0 otherwise);
  *  _UFFDX_MOVE: move the pages at address "src" (a mapping, in the
  *      caller's address space, of a region file open for writing) into
  *      [offset, offset + len) of region "region_id"; UFFDX_MOVE_DONTWAKE
@@ -241,7 +320,8 @@ struct uffdx_move_vec {
  * "result" is the op's progress report.
  */
 struct uffdx_resolution {
-	__u32 op;		/* in: _UFFDX_COPY, ZERO, POISON, WAKE, MOVE */
+	__u32 op;		/* in: _UFFDX_COPY, ZERO, POISON, WAKE, MOVE,
+				 *     WRITEPROTECT */
 	__u32 mode;		/* in: the op's modes */
 	__u64 region_id;	/* in */
 	__u64 offset;		/* in: bytes */
@@ -297,6 +377,8 @@ struct uffdx_region_info {
 
 /* uffdx_region_info.flags */
 #define UFFDX_REGION_OWNER_GONE	0x1U	/* owning context closed */
+#define UFFDX_REGION_WP		0x2U	/* created with ..._CREATE_WP */
+#define UFFDX_REGION_WP_ASYNC	0x4U	/* created with ..._CREATE_WP_ASYNC */
 
 #define UFFDX_IOC_API		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_API, struct uffdx_api)
 #define UFFDX_IOC_REGION_CREATE	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_CREATE, \
@@ -314,6 +396,12 @@ struct uffdx_region_info {
 #define UFFDX_IOC_MOVE_VEC	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_MOVE_VEC, \
 				      struct uffdx_move_vec)
 #define UFFDX_IOC_RESOLVE	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_RESOLVE, struct uffdx_resolve)
+#define UFFDX_IOC_WRITEPROTECT	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_WRITEPROTECT, \
+				      struct uffdx_range)
+#define UFFDX_IOC_WRITEPROTECT_ADDR _IOWR(UFFDX_IOC_MAGIC, \
+				      _UFFDX_WRITEPROTECT_ADDR, \
+				      struct uffdx_writeprotect_addr)
+#define UFFDX_IOC_SCAN		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_SCAN, struct uffdx_scan)
 #define UFFDX_IOC_REGION_INFO	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, \
 				      struct uffdx_region_info)
 
@@ -333,6 +421,8 @@ struct uffdx_region_info {
  * accessing task's, address is in the faulting mapping's mm.
  */
 #define UFFDX_PF_REMOTE		0x4U
+/* A write to a write-protected page of a UFFDX_REGION_CREATE_WP region. */
+#define UFFDX_PF_WP		0x8U
 
 struct uffdx_event {
 	__u16 type;		/* UFFDX_EVENT_* */
