@@ -383,7 +383,8 @@ struct uffdx_scan_state {
 	pgoff_t start, end;		/* the range, in slots */
 	pgoff_t pos;			/* next slot to scan */
 	u64 cap;			/* output capacity: ranges or bytes */
-	u64 nr_out;			/* ranges (or bytes) written */
+	u64 nr_out;			/* ranges done (or bytes written) */
+	u64 visible;			/* ranges in the caller's memory */
 	u64 written;			/* pages reported */
 	bool open;			/* ranges: buf[nbuf - 1] may grow */
 	unsigned int nbuf;
@@ -424,6 +425,7 @@ static int uffdx_scan_flush(struct uffdx_scan_state *st)
 		return 0;
 	if (copy_to_user(out + st->nr_out, st->buf, n * sizeof(st->buf[0])))
 		return -EFAULT;
+	st->visible = st->nr_out + n;
 	if (st->open) {
 		/* Written so far; rewritten in place as it grows. */
 		st->buf[0] = st->buf[n - 1];
@@ -641,7 +643,7 @@ static long uffdx_wp_scan(struct uffdx_ctx *ctx, struct uffdx_scan *sc,
 	sc->scanned = (u64)(min(st->pos, st->end) - st->start) << PAGE_SHIFT;
 	if (!(sc->flags & UFFDX_SCAN_BITMAP) && st->pos >= st->end)
 		sc->scanned = last - sc->offset;
-	sc->nr_out = st->nr_out;
+	sc->nr_out = sc->flags & UFFDX_SCAN_BITMAP ? st->nr_out : st->visible;
 	sc->written = st->written << PAGE_SHIFT;
 	kfree(st);
 	/* The outputs are reported also with -EFAULT and -EINTR: progress. */
