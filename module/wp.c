@@ -250,7 +250,8 @@ int uffdx_wp_move_check(struct uffdx_region *dst, pgoff_t d,
 /*
  * The entry at @s of @src has just been published at @d of @dst (same
  * mode, or no state: uffdx_wp_move_check()): its flags follow it, and the
- * source hole is left unprotected.  Its page, if any, is locked.
+ * source hole is left unprotected, its sleeping writers woken.  Its page,
+ * if any, is locked.
  */
 void uffdx_wp_move(struct uffdx_region *dst, pgoff_t d,
 		   struct uffdx_region *src, pgoff_t s)
@@ -273,6 +274,9 @@ void uffdx_wp_move(struct uffdx_region *dst, pgoff_t d,
 	if (written)
 		__set_bit(d, dst->flags[UFFDX_SF_WRITTEN]);
 	spin_unlock(&dst->wp_lock);
+	/* A writer asleep on the source slot now writes to a hole. */
+	if (wp && uffdx_wp_sync(src))
+		uffdx_wake_range(src->ctx, src, s, s + 1);
 }
 
 /*
