@@ -444,6 +444,38 @@ static bool uffdx_op_finished(const struct uffdx_move_op *op)
 	return op->err || op->done == op->nr;
 }
 
+/* The first slot of [@start, @end) of @region holding an entry, or @end. */
+static pgoff_t uffdx_next_entry(struct uffdx_region *region, pgoff_t start,
+				pgoff_t end)
+{
+	unsigned long index = start;
+
+	if (xa_find(&region->pages, &index, end - 1, XA_PRESENT))
+		return index;
+	return end;
+}
+
+/*
+ * ALLOW_SRC_HOLES: skip the slots of @op, from where it is, that are holes
+ * on both sides (and not protected at the destination): they move as
+ * holes, which changes nothing, so a sparse source costs a lookup per
+ * entry, not per slot.  Racing fills are ordered after this move.
+ */
+static void uffdx_op_skip_holes(struct uffdx_move_op *op)
+{
+	pgoff_t s = op->src_start + op->done, d = op->dst_start + op->done;
+	pgoff_t left = op->nr - op->done, n;
+	unsigned long *wp;
+
+	n = uffdx_next_entry(op->src, s, s + left) - s;
+	if (n)
+		n = min(n, uffdx_next_entry(op->dst, d, d + n) - d);
+	wp = uffdx_slot_flags(op->dst, UFFDX_SF_WP);
+	if (n && wp)
+		n = min_t(pgoff_t, n, find_next_bit(wp, d + n, d) - d);
+	op->done += n;
+}
+
 /*
  * Run @ops in order, grouping consecutive ones that share their regions.
  * An op stops at its first failure; the others go on.  A fatal signal
@@ -469,6 +501,11 @@ static void uffdx_move_ops(struct uffdx_move_op *ops, unsigned int n,
 			break;
 		}
 
+		if (mode & UFFDX_MOVE_ALLOW_SRC_HOLES) {
+			uffdx_op_skip_holes(&ops[k]);
+			if (uffdx_op_finished(&ops[k]))
+				continue;
+		}
 		g.src = ops[k].src;
 		g.dst = ops[k].dst;
 		g.nr_pieces = 0;
