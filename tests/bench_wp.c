@@ -954,7 +954,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (have_wp || have_async) {
-		ctx = ctx_open(UFFDX_FEATURE_REGIONS |
+		/* MISSING: uffdx_resolve_wait() needs it */
+		ctx = ctx_open(DEFAULT_FEATURES |
 			       (have_wp ? UFFDX_FEATURE_WP : 0) |
 			       (have_async ? UFFDX_FEATURE_WP_ASYNC : 0), 0);
 		if (ctx < 0) {
