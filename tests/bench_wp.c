@@ -43,10 +43,12 @@
  *      kernel: UFFDIO_WRITEPROTECT on a MODE_WP registration.
  *
  * Sizes: N = 1, 64 and 512 pages, each page of the range populated; and
- * "1G": a 1 GiB range (for protect and scan) with 512 pages populated and
- * written, one every 2 MiB, the rest never touched.  The uffdx region is
- * 1 GiB of a sparse region; the kernel's area is a 1 GiB MAP_NORESERVE
- * anonymous mapping, registered as a whole.
+ * a 1 GiB range (for protect and scan) with 512 pages populated and
+ * written, the rest never touched: "1G" has them in its first 2 MiB (one
+ * page table), "1G-spread" one in every 2 MiB (a page table per 2 MiB on
+ * both sides, the worst case for a walk of the tables that exist).  The
+ * uffdx region is 1 GiB of a sparse region; the kernel's area is a 1 GiB
+ * MAP_NORESERVE anonymous mapping, registered as a whole.
  *
  * The fair kernel baseline for a 1 GiB range is an equal promise: uffdx
  * protects the holes too (a later first write to one is caught), and
@@ -132,14 +134,17 @@ struct size_case {
 	const char *name;
 	int pages;		/* populated (and written) pages */
 	int stride;		/* pages from one to the next */
+	int span;		/* pages of the range; 0: 1 GiB */
 	int iters;
 };
 
 static const struct size_case cases[] = {
-	{ "1", 1, 1, 101 },
-	{ "64", 64, 1, 101 },
-	{ "512", 512, 1, 51 },
-	{ "1G", 512, 512, 21 },		/* 512 * 512 pages: 1 GiB */
+	{ "1", 1, 1, 1, 101 },
+	{ "64", 64, 1, 64, 101 },
+	{ "512", 512, 1, 512, 51 },
+	/* 1 GiB: its first 2 MiB populated, or one page in every 2 MiB */
+	{ "1G", 512, 1, 0, 21 },
+	{ "1G-spread", 512, 512, 0, 21 },
 };
 
 static int ctx = -1;		/* uffdx, with what it has of WP, WP_ASYNC */
@@ -653,7 +658,7 @@ struct side {
 
 static size_t case_len(const struct size_case *c)
 {
-	return (size_t)c->pages * c->stride * ps;
+	return c->span ? (size_t)c->span * ps : GIB;
 }
 
 static void write_set(const struct size_case *c, uint8_t *addr, int it)
@@ -821,7 +826,7 @@ static int run_case(const struct size_case *c, int kind, int iters, double budge
 		sd[1].on = 1;
 		/* the 1 GiB range: also without WP_UNPOPULATED, for information */
 		sd[2].name = "kernel-uffd-wp-populated-only";
-		sd[2].on = kwp_unpop && c->stride > 1;
+		sd[2].on = kwp_unpop && !c->span;
 		nsides = 3;
 	} else {
 		sd[1].name = "kernel-wp-async";
@@ -891,8 +896,8 @@ static int run_case(const struct size_case *c, int kind, int iters, double budge
 		if (sd[1].on) {
 			kw = report(name, "kernel-wp-async", "", &sd[1].a);
 			ks = report(scan, "kernel-pagemap-scan", "", &sd[1].b);
-			/* the writes of the 1 GiB case are the 512-page case's, spread */
-			if (sd[0].on && c->stride == 1)
+			/* the 1 GiB cases' writes are the 512-page case's */
+			if (sd[0].on && c->span)
 				ratio(name, "kernel-wp-async", uw, kw);
 			if (sd[0].on)
 				ratio(scan, "kernel-pagemap-scan", us, ks);
