@@ -323,8 +323,7 @@ struct uffdx_scan {
  * "result" is the op's progress report.
  */
 struct uffdx_resolution {
-	__u32 op;		/* in: _UFFDX_COPY, ZERO, POISON, WAKE, MOVE,
-				 *     WRITEPROTECT */
+	__u32 op;		/* in: one of the _UFFDX_* above */
 	__u32 mode;		/* in: the op's modes */
 	__u64 region_id;	/* in */
 	__u64 offset;		/* in: bytes */
