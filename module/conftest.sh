@@ -84,6 +84,11 @@ fi
 # always was.
 probe_export UFFDX_HAVE_UNMAP_MAPPING_PAGES unmap_mapping_pages
 
+# Write-protecting every mapping of an address_space range (mm/
+# mapping_dirty_helpers.c, GPL): only with CONFIG_MAPPING_DIRTY_HELPERS,
+# which DRM_VMWGFX selects; without it, write protection zaps instead.
+probe_export UFFDX_HAVE_WP_SHARED_MAPPING_RANGE wp_shared_mapping_range
+
 # Device helpers for the simulated device (feature bits 24-28).
 probe_export UFFDX_HAVE_HMM_RANGE_FAULT hmm_range_fault
 probe_export UFFDX_HAVE_MMU_INTERVAL_NOTIFIER mmu_interval_notifier_insert

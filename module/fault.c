@@ -122,7 +122,7 @@ static void uffdx_premap_one(struct uffdx_region *region,
 		return;
 	vma = find_vma(pm->mm, pm->addr);
 	if (vma && vma->vm_start <= pm->addr &&
-	    vma->vm_ops == &uffdx_vm_ops &&
+	    uffdx_is_region_vma(vma) &&
 	    vma->vm_file->private_data == region &&
 	    linear_page_index(vma, pm->addr) == pm->index)
 		uffdx_map_index(region, vma, pm->addr, pm->index);
@@ -164,21 +164,29 @@ void uffdx_release_waiters(struct uffdx_ctx *ctx)
 	spin_unlock(&ctx->fault_lock);
 }
 
-/* Is the slot still an armed hole?  The condition a missing fault sleeps on. */
-static bool uffdx_must_wait(struct uffdx_region *region, pgoff_t index)
+/*
+ * Is the slot still an armed hole (a missing fault), or still protected
+ * (@wp: a write to a write-protected page)?  The condition a fault sleeps
+ * on.
+ */
+static bool uffdx_must_wait(struct uffdx_region *region, pgoff_t index,
+			    bool wp)
 {
+	if (wp)
+		return uffdx_wp_must_wait(region, index);
 	return !xa_load(&region->pages, index) &&
 	       uffdx_region_armed(region, index);
 }
 
 /*
- * A fault on an armed hole: queue an event on the region's context and
- * sleep until a fill or wake covers the page, the context is released, or
- * a signal arrives.  Returns with the fault lock dropped (VM_FAULT_RETRY)
- * unless it fails the fault outright.
+ * A fault on an armed hole, or (@wp) a write to a protected page of a
+ * CREATE_WP region: queue an event on the region's context and sleep
+ * until a fill, unprotect or wake covers the page, the context is
+ * released, or a signal arrives.  Returns with the fault lock dropped
+ * (VM_FAULT_RETRY) unless it fails the fault outright.
  */
-static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
-				       struct vm_fault *vmf)
+static vm_fault_t uffdx_handle_userfault(struct uffdx_region *region,
+					 struct vm_fault *vmf, bool wp)
 {
 	struct uffdx_ctx *ctx = region->ctx;
 	bool user = vmf->flags & FAULT_FLAG_USER;
@@ -219,7 +227,8 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 		.type = UFFDX_EVENT_PAGEFAULT,
 		.flags = (vmf->flags & FAULT_FLAG_WRITE ? UFFDX_PF_WRITE : 0) |
 			 (user ? 0 : UFFDX_PF_KERNEL) |
-			 (current->mm != w.mm ? UFFDX_PF_REMOTE : 0),
+			 (current->mm != w.mm ? UFFDX_PF_REMOTE : 0) |
+			 (wp ? UFFDX_PF_WP : 0),
 		.address = vmf->address & PAGE_MASK,
 		.region_id = region->id,
 		.offset = (u64)vmf->pgoff << PAGE_SHIFT,
@@ -247,7 +256,7 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 	file = get_file(vmf->vma->vm_file);
 
 	/* A fill that raced with queueing has either woken us or is seen. */
-	must_wait = uffdx_must_wait(region, w.index);
+	must_wait = uffdx_must_wait(region, w.index, wp);
 	uffdx_release_fault_lock(vmf);
 
 	if (must_wait) {
@@ -307,6 +316,7 @@ static void uffdx_fault_around(struct uffdx_region *region,
 static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 {
 	struct uffdx_region *region = vmf->vma->vm_file->private_data;
+	bool write = vmf->flags & FAULT_FLAG_WRITE;
 	pgoff_t index = vmf->pgoff;
 	struct page *page;
 	void *entry;
@@ -318,6 +328,17 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 	for (;;) {
 		page = uffdx_store_lock(region, index, true, &entry);
 		if (page) {
+			/*
+			 * A write to a protected page (sync): page_mkwrite
+			 * zapped its PTE to get here, where the fault may
+			 * drop mmap_lock and sleep (wp.c).
+			 */
+			if (write && uffdx_wp_must_wait(region, index)) {
+				unlock_page(page);
+				put_page(page);
+				return uffdx_handle_userfault(region, vmf,
+							      true);
+			}
 			uffdx_fault_around(region, vmf);
 			vmf->page = page;
 			return VM_FAULT_LOCKED;
@@ -333,7 +354,14 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 		if (current->flags & PF_DUMPCORE)
 			return VM_FAULT_SIGBUS;
 		if (uffdx_region_armed(region, index))
-			return uffdx_handle_missing(region, vmf);
+			return uffdx_handle_userfault(region, vmf, false);
+		/*
+		 * A write to a protected hole is a WP fault before any page
+		 * exists (sync); an async one is recorded by page_mkwrite,
+		 * which the core calls next for this write.
+		 */
+		if (write && uffdx_wp_must_wait(region, index))
+			return uffdx_handle_userfault(region, vmf, true);
 		ret = uffdx_store_fault_zero(region, index, &vmf->page);
 		if (!ret)
 			return VM_FAULT_LOCKED;
@@ -362,4 +390,17 @@ const struct vm_operations_struct uffdx_vm_ops = {
 #ifdef UFFDX_HAVE_FAULT_FLAG_VMA_LOCK
 	.map_pages = uffdx_vm_map_pages,
 #endif
+};
+
+/*
+ * Mappings of a write-protect region: ->page_mkwrite makes the core map
+ * their pages read-only (vma_wants_writenotify()), so that every first
+ * write to a mapped page is seen (wp.c, docs/design.md section 6).
+ */
+const struct vm_operations_struct uffdx_wp_vm_ops = {
+	.fault = uffdx_vm_fault,
+#ifdef UFFDX_HAVE_FAULT_FLAG_VMA_LOCK
+	.map_pages = uffdx_vm_map_pages,
+#endif
+	.page_mkwrite = uffdx_wp_page_mkwrite,
 };

@@ -469,8 +469,8 @@ static void check_unknown_ioctls(struct __test_metadata *_metadata, int fd)
 	struct uffdx_range r;
 	unsigned long nrs[] = {
 		_IOWR(UFFDX_IOC_MAGIC, 0x3f, struct uffdx_range),
-		/* the first number after the last one defined (RESOLVE) */
-		_IOWR(UFFDX_IOC_MAGIC, 0x0d, struct uffdx_range),
+		/* the first number after the last one defined (SCAN) */
+		_IOWR(UFFDX_IOC_MAGIC, 0x10, struct uffdx_range),
 		_IOWR(UFFDX_IOC_MAGIC, 0xff, struct uffdx_range),
 		_IO('x', 1),
 		_IOWR('x', _UFFDX_COPY, struct uffdx_range),

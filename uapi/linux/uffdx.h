@@ -279,11 +279,14 @@ struct uffdx_scan_range {
 
 /*
  * UFFDX_IOC_SCAN (WP_ASYNC regions): report the pages of [offset,
- * offset + len) written since they were last protected, and with REARM
- * protect them again, atomically with the report: a write that lands
- * after the scan read a page's state is recorded for a later scan.  Pages
+ * offset + len) written since they were last protected.  With REARM the
+ * reported records are taken and the pages protected again, atomically
+ * with the report: a write that lands after the scan read a page's state
+ * is recorded for a later scan.  Without REARM nothing changes.  Pages
  * pinned for DMA (which can change without a fault) are reported written
- * by every scan.
+ * by every scan.  A scan that fails with EFAULT (the output could not be
+ * written) or EINTR still writes "scanned", "nr_out" and "written": what
+ * they cover was reported; records past it are kept.
  *
  * Output: "out_len" struct uffdx_scan_range at "out" (runs of written
  * pages, in order, adjacent ones merged), or with UFFDX_SCAN_BITMAP a
@@ -320,8 +323,7 @@ struct uffdx_scan {
  * "result" is the op's progress report.
  */
 struct uffdx_resolution {
-	__u32 op;		/* in: _UFFDX_COPY, ZERO, POISON, WAKE, MOVE,
-				 *     WRITEPROTECT */
+	__u32 op;		/* in: one of the _UFFDX_* above */
 	__u32 mode;		/* in: the op's modes */
 	__u64 region_id;	/* in */
 	__u64 offset;		/* in: bytes */
