@@ -891,12 +891,9 @@ TEST(features_grant_their_ioctls)
 	}
 	if (f & UFFDX_FEATURE_WP_ASYNC) {
 		io = ioctls_of(_metadata, DEFAULT_FEATURES | UFFDX_FEATURE_WP_ASYNC);
-		EXPECT_EQ(SCAN_IOCTLS, io & SCAN_IOCTLS)
+		/* an async tracker protects its region in the first place */
+		EXPECT_EQ(WP_IOCTLS | SCAN_IOCTLS, io & (WP_IOCTLS | SCAN_IOCTLS))
 			TH_LOG("WP_ASYNC: ioctls 0x%llx", (unsigned long long)io);
-		/* the ABI does not say whether WP_ASYNC alone grants WRITEPROTECT */
-		TH_LOG("WP_ASYNC alone grants WRITEPROTECT: %s, WRITEPROTECT_ADDR: %s",
-		       io & (1ULL << _UFFDX_WRITEPROTECT) ? "yes" : "no",
-		       io & (1ULL << _UFFDX_WRITEPROTECT_ADDR) ? "yes" : "no");
 	}
 	if ((f & UFFDX_FEATURE_WP) && (f & UFFDX_FEATURE_WP_ASYNC)) {
 		io = ioctls_of(_metadata, DEFAULT_FEATURES | UFFDX_FEATURE_WP | UFFDX_FEATURE_WP_ASYNC);
@@ -2293,8 +2290,8 @@ TEST_F(wpa, scan_ranges_merged)
 	EXPECT_EQ(127 * ps, out[1].offset);
 	EXPECT_EQ(1 * ps, out[1].len);
 	EXPECT_EQ(10 * ps, s.written);
-	/* the rest of the pages kept their state */
-	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 0, 2, 3, 4, 60, 61, 128, 200, 255);
+	/* without REARM it only reported: every record is still there */
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, SCAN_SET);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
 }
 
@@ -2331,11 +2328,18 @@ TEST_F(wpa, scan_output_full_then_continue)
 				     255, -1 });
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
 
-	/* one range at a time, without REARM, then with */
+	/* one range at a time, without REARM (twice: it takes nothing), then with */
 	WRITE_PAGES(MAP, SCAN_SET);
 	calls = scan_ranges(_metadata, E->ctx, E->r.id, 0, APAGES, 0, 1, got);
 	EXPECT_LE(6, calls);
 	compare_pages(_metadata, "one at a time", 0, APAGES, got, (const int[]){ SCAN_SET, -1 });
+	calls = scan_ranges(_metadata, E->ctx, E->r.id, 0, APAGES, 0, 1, got);
+	compare_pages(_metadata, "one at a time, again", 0, APAGES, got,
+		      (const int[]){ SCAN_SET, -1 });
+	calls = scan_ranges(_metadata, E->ctx, E->r.id, 0, APAGES, UFFDX_SCAN_REARM, 1, got);
+	EXPECT_LE(6, calls);
+	compare_pages(_metadata, "one at a time, REARM", 0, APAGES, got,
+		      (const int[]){ SCAN_SET, -1 });
 	EXPECT_SCAN(E, 0, NONE);
 	free(got);
 }
@@ -2393,11 +2397,13 @@ TEST_F(wpa, scan_bitmap)
 	EXPECT_EQ(0xa5, out[2]);
 	calls = scan_bitmap(_metadata, E->ctx, E->r.id, 16, APAGES - 16, UFFDX_SCAN_REARM, 2, got);
 	EXPECT_EQ((APAGES - 16) / 16, calls);
+	/* 60-70 too: the sub-range scan, without REARM, took nothing */
 	compare_pages(_metadata, "bitmap, continued", 16, APAGES - 16, got,
-		      (const int[]){ 127, 128, 200, 255, -1 });
-	/* 60-70 were reported by the sub-range scan, without REARM: not protected */
+		      (const int[]){ 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 127, 128, 200,
+				     255, -1 });
+	/* re-armed from 16 on; 0-15 still hold their records */
 	WRITE_PAGES(MAP, 64, 127);
-	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 127);
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 0, 2, 3, 4, 64, 127);
 	free(got);
 }
 
@@ -2414,21 +2420,26 @@ TEST_F(wpa, scan_rearm_and_without)
 	WRITE_PAGES(MAP, 1, 1, 1);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 1);
 
-	/* without REARM: reported, the written bit cleared, not protected again */
+	/* without REARM a scan only reports: the record stays, the page unprotected */
 	WRITE_PAGES(MAP, 2);
 	EXPECT_SCAN(E, 0, 2);
+	EXPECT_SCAN(E, 0, 2);
+	WRITE_PAGES(MAP, 2);
+	EXPECT_SCAN(E, 0, 2);
+	/* REARM takes the record and protects the page again */
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 2);
 	EXPECT_SCAN(E, 0, NONE);
 	WRITE_PAGES(MAP, 2);
-	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
-	/* REARM protects what it reports, nothing else */
-	WRITE_PAGES(MAP, 2);
-	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
+	EXPECT_SCAN(E, 0, 2);
 	/* a scan without REARM leaves protected pages protected */
 	WRITE_PAGES(MAP, 4);
-	EXPECT_SCAN(E, 0, 4);
-	PROTECT(E, 2, 1);
+	EXPECT_SCAN(E, 0, 2, 4);
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 2, 4);
+	/* REARM protects what it reports, nothing else */
+	UNPROTECT(E, 5, 1);
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
 	WRITE_PAGES(MAP, 2, 5);
-	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 2, 5);
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 2);
 	EXPECT_PAGES(MAP, 6, 2, 706);
 	EXPECT_EQ(0, event_arrives(E->ctx, 0));
 }
@@ -2440,10 +2451,14 @@ TEST_F(wpa, unprotect_keeps_written_until_scanned)
 	WRITE_PAGES(MAP, 1, 2);
 	UNPROTECT(E, 0, 8);
 	EXPECT_SCAN(E, 0, 1, 2);
-	EXPECT_SCAN(E, 0, NONE);
+	EXPECT_SCAN(E, 0, 1, 2);
 	/* unprotected: not recorded */
-	WRITE_PAGES(MAP, 1, 3);
+	WRITE_PAGES(MAP, 3);
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 1, 2);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
+	/* the REARM protected the reported pages again, and only them */
+	WRITE_PAGES(MAP, 1, 3);
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 1);
 	/* DONTWAKE has no sleeper to leave here; the range is unprotected all the same */
 	PROTECT(E, 0, 8);
 	ASSERT_EQ(0, wp_op(E->ctx, E->r.id, 0, 8 * ps, UFFDX_WP_DONTWAKE));
@@ -2497,8 +2512,9 @@ TEST_F(wp, discard_drops_protection)
 }
 
 /*
- * An output SCAN cannot write: EFAULT, and every report it could not give
- * is given by the next scan.
+ * An output SCAN cannot write: EFAULT, with scanned, nr_out and written
+ * saying what was reported; every record past that is kept for the next
+ * scan, and none is reported twice.
  */
 TEST_F(wpa, scan_efault_loses_no_report)
 {
@@ -2507,7 +2523,7 @@ TEST_F(wpa, scan_efault_loses_no_report)
 	struct uffdx_scan_range *out;
 	struct uffdx_scan s;
 	int i, ret, err;
-	uint64_t k;
+	uint64_t k, sum;
 
 	ASSERT_NE(MAP_FAILED, ro);
 	ASSERT_NE(NULL, got);
@@ -2521,14 +2537,20 @@ TEST_F(wpa, scan_efault_loses_no_report)
 		scan_init(&s, E->r.id, 0, APAGES * ps, flags, ro, 16);
 		EXPECT_EQ(-1, raw_scan(E->ctx, &s)) TH_LOG("flags 0x%x: wrote to a read-only buffer", flags);
 		EXPECT_EQ(EFAULT, errno);
+		/* nothing reported, so nothing taken; at most the clean page 0 examined */
+		EXPECT_EQ(0, s.nr_out) TH_LOG("flags 0x%x", flags);
+		EXPECT_EQ(0, s.written) TH_LOG("flags 0x%x", flags);
+		EXPECT_GE(ps, s.scanned) TH_LOG("flags 0x%x: scanned 0x%llx", flags,
+						(unsigned long long)s.scanned);
 	}
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 1, 5, 6, 7, 40);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
 
 	/*
 	 * An output whose first 32 ranges are writable and the rest not, for
-	 * 128 runs: whatever the call reports (if it does not fail), and what
-	 * the next scans report, together are every written page.
+	 * 128 runs: what the call says it reported (whether it fails or not),
+	 * and what the next scan reports, together are every written page,
+	 * each once.
 	 */
 	ASSERT_EQ(0, mprotect(ro, ps, PROT_READ | PROT_WRITE));
 	ASSERT_EQ(0, mprotect(ro + ps, ps, PROT_NONE));
@@ -2544,21 +2566,22 @@ TEST_F(wpa, scan_efault_loses_no_report)
 	scan_init(&s, E->r.id, 0, APAGES * ps, UFFDX_SCAN_REARM, out, 100);
 	ret = raw_scan(E->ctx, &s);
 	err = errno;
+	TH_LOG("a straddling output: %s, nr_out %llu, scanned 0x%llx", ret ? strerror(err) : "ok",
+	       (unsigned long long)s.nr_out, (unsigned long long)s.scanned);
+	EXPECT_EQ(-1, ret);
+	EXPECT_EQ(EFAULT, err);
+	ASSERT_GE(32, s.nr_out) TH_LOG("more ranges reported than fit");
+	ASSERT_GE(APAGES * ps, s.scanned);
 	memset(got, 0, APAGES);
-	if (ret == 0) {
-		TH_LOG("a straddling output: nr_out %llu, scanned 0x%llx",
-		       (unsigned long long)s.nr_out, (unsigned long long)s.scanned);
-		EXPECT_GE(32, s.nr_out);
-		for (k = 0; k < s.nr_out && k < 32; k++) {
-			uint64_t p;
+	for (k = 0, sum = 0; k < s.nr_out; k++) {
+		uint64_t p;
 
-			for (p = out[k].offset; p < out[k].offset + out[k].len; p += ps)
-				got[p / ps] = 1;
-		}
-	} else {
-		EXPECT_EQ(EFAULT, err) TH_LOG("%s", strerror(err));
-		TH_LOG("a straddling output: EFAULT");
+		EXPECT_GE(s.scanned, out[k].offset + out[k].len);
+		for (p = out[k].offset; p < out[k].offset + out[k].len && p < APAGES * ps; p += ps)
+			got[p / ps] = 1;
+		sum += out[k].len;
 	}
+	EXPECT_EQ(sum, s.written);
 	left = calloc(APAGES, 1);
 	ASSERT_NE(NULL, left);
 	ASSERT_LE(0, scan_ranges(_metadata, E->ctx, E->r.id, 0, APAGES, UFFDX_SCAN_REARM, 64, left));
@@ -3041,7 +3064,7 @@ TEST_F(wpa, move_carries_the_written_state)
 	EXPECT_SCAN_R(E->ctx, &d, 0, 11);
 	/* and protection: 10, 12, 13 are still protected */
 	WRITE_PAGES(d.addr, 12);
-	EXPECT_SCAN_R(E->ctx, &d, UFFDX_SCAN_REARM, 12);
+	EXPECT_SCAN_R(E->ctx, &d, UFFDX_SCAN_REARM, 11, 12);
 	/* the source slots: unprotected holes */
 	WRITE_PAGES(MAP, 0, 2);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
