@@ -39,15 +39,15 @@
  * parts), reads each reported page's generation, and checks that every
  * write published before a scan began is in what the scans reported so far
  * (no lost write), and that no page is reported that nobody writes (an
- * eighth of them; beyond a page pinned by io_uring where the kernel allows
- * it, which every scan must report).  Every cycle pauses the writers, scans
+ * eighth of them; beyond a page held pinned (FOLL_PIN) by a
+ * process_vm_writev() that waits for its source, as root, which every scan
+ * must report).  Every cycle pauses the writers, scans
  * twice, and checks that the second scan reports nothing (the disruptor
  * still running) and that every page's last write was reported.
  */
 #include "helpers.h"
 
 #include <fcntl.h>
-#include <linux/io_uring.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -655,8 +655,14 @@ static struct {
 	uint64_t *seen;		/* highest generation read after a report */
 	uint64_t *snap;
 	uint8_t *rep;
-	int pinned;		/* a page pinned by io_uring, or -1 */
-	int ring;
+	int pinned;		/* a page pinned (see pin_thread), or -1 */
+	int unpinned;		/* the page once pinned, or -1: may be reported once more */
+	int pin_ctx;
+	struct uffdx_region_map pin_src;
+	pthread_t pin_th;
+	volatile int pin_done;
+	ssize_t pin_ret;
+	int pin_err;
 	struct writer w[MAX_WRITERS];
 	volatile int pause;
 	volatile int fork_busy, dis_done;
@@ -924,6 +930,10 @@ static int track_round(uint64_t *seed)
 	if (track_scan(seed))
 		return -1;
 	for (p = 0; p < tk.n; p++) {
+		if (tk.unpinned >= 0 && p == (size_t)tk.unpinned && tk.rep[p]) {
+			tk.unpinned = -1;	/* the write through the pin, reported once */
+			continue;
+		}
 		if (tk.pinned >= 0 && p == (size_t)tk.pinned) {
 			if (!tk.rep[p]) {
 				fail("scan %d: the pinned page %zu was not reported", tk.scans - 1, p);
@@ -1007,17 +1017,75 @@ static void track_checkpoint(uint64_t *seed)
 	__atomic_store_n(&tk.pause, 0, __ATOMIC_SEQ_CST);
 }
 
+/*
+ * A FOLL_PIN pin of clean page 7 for the whole run: process_vm_writev()
+ * into it from an armed hole of a KERNEL_FAULTS context's region pins the
+ * page, then sleeps in the copy until pin_finish() fills the hole.
+ */
+static void *pin_thread(void *arg)
+{
+	struct iovec local = { .iov_base = tk.pin_src.addr, .iov_len = 64 };
+	struct iovec remote = { .iov_base = PG(tk.a, 7) + 8, .iov_len = 64 };
+
+	(void)arg;
+	tk.pin_ret = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+	tk.pin_err = errno;
+	__atomic_store_n(&tk.pin_done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void pin_begin(void)
+{
+	struct uffdx_event ev;
+
+	tk.pin_ctx = ctx_open(DEFAULT_FEATURES | UFFDX_FEATURE_KERNEL_FAULTS, 0);
+	if (tk.pin_ctx < 0 || uffdx_region_map(tk.pin_ctx, ps, 0, &tk.pin_src) ||
+	    uffdx_arm(tk.pin_ctx, tk.pin_src.id, 0, ps, UFFDX_ARM_MISSING) ||
+	    pthread_create(&tk.pin_th, NULL, pin_thread, NULL)) {
+		fail("setting up the pin");
+		return;
+	}
+	if (wait_event(tk.pin_ctx, &ev, STUCK_MS) != 1 || tk.pin_done) {
+		fail("the pinning write did not start: %s", strerror(tk.pin_err));
+		return;
+	}
+	tk.pinned = 7;
+}
+
+static void pin_finish(void)
+{
+	uint8_t b[64];
+	int64_t res = 0;
+
+	if (tk.pin_ctx < 0)
+		return;
+	memset(b, 0x5a, sizeof(b));
+	if (tk.pinned >= 0) {
+		if (uffdx_copy(tk.pin_ctx, tk.pin_src.id, 0, b, sizeof(b), 0, &res) ||
+		    flag_wait(&tk.pin_done, STUCK_MS) || tk.pin_ret != 64) {
+			fail("the write through the pin: %s", strerror(tk.pin_err));
+		} else {
+			pthread_join(tk.pin_th, NULL);
+			tk.unpinned = tk.pinned;
+		}
+		tk.pinned = -1;
+	}
+	uffdx_region_unmap(&tk.pin_src);
+	close(tk.pin_ctx);
+	tk.pin_ctx = -1;
+}
+
 static int track_run(int secs)
 {
 	uint64_t since[MAX_WRITERS] = { 0 }, start, deadline = 0, seed = 31337, total = 0;
-	struct iovec iov;
 	pthread_t dis;
 	size_t p;
 	int k, c, ret, scans_at;
 
 	memset(&tk, 0, sizeof(tk));
 	tk.pinned = -1;
-	tk.ring = -1;
+	tk.unpinned = -1;
+	tk.pin_ctx = -1;
 	tk.n = npages ? (size_t)npages : 256;
 	tk.ctx = ctx_open(DEFAULT_FEATURES | (features() & UFFDX_FEATURE_WP) | UFFDX_FEATURE_WP_ASYNC,
 			  0);
@@ -1060,24 +1128,11 @@ static int track_run(int secs)
 		fail("PROTECT: %s", strerror(-ret));
 		return -1;
 	}
-	/* a clean page pinned for DMA, if this kernel lets us */
-	{
-		struct io_uring_params ip;
-
-		memset(&ip, 0, sizeof(ip));
-		tk.ring = (int)syscall(__NR_io_uring_setup, 4, &ip);
-		iov.iov_base = PG(tk.a, 7);
-		iov.iov_len = ps;
-		if (tk.ring >= 0 &&
-		    !syscall(__NR_io_uring_register, tk.ring, IORING_REGISTER_BUFFERS, &iov, 1)) {
-			tk.pinned = 7;
-		} else {
-			ksft_print_msg("tracking: no page pinned (io_uring: %s)\n", strerror(errno));
-			if (tk.ring >= 0)
-				close(tk.ring);
-			tk.ring = -1;
-		}
-	}
+	/* a clean page pinned (FOLL_PIN) all along, as root */
+	if (getuid() == 0)
+		pin_begin();
+	else
+		ksft_print_msg("tracking: no page pinned (needs UFFDX_FEATURE_KERNEL_FAULTS)\n");
 	ksft_print_msg("tracking: %zu pages (views A, B, C), %d writers, %d %s\n", tk.n, nwriters,
 		       secs ? secs : cycles, secs ? "s" : "cycles");
 	/* nothing written yet */
@@ -1137,6 +1192,7 @@ static int track_run(int secs)
 		return -1;
 	}
 	pthread_join(dis, NULL);
+	pin_finish();
 	if (!failed()) {
 		/* the last writes, then nothing */
 		if (track_round(&seed) >= 0 && track_round(&seed) > 0)
@@ -1154,8 +1210,6 @@ static int track_run(int secs)
 		       tk.pinned >= 0 ? "yes" : "no");
 	if (!failed() && (!total || !tk.reported))
 		fail("no progress: %llu writes, %lu reports", (unsigned long long)total, tk.reported);
-	if (tk.ring >= 0)
-		close(tk.ring);
 	munmap(tk.b, tk.r.len);
 	munmap(tk.c, tk.r.len);
 	munmap(tk.c_alt, tk.r.len);

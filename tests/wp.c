@@ -18,8 +18,9 @@
  *    MADV_PAGEOUT, in both modes;
  *  - kernel-mode writes (read() into a protected page, process_vm_writev,
  *    local and remote) with and without UFFDX_FEATURE_KERNEL_FAULTS;
- *  - pinned pages (io_uring fixed buffers): EBUSY in sync mode, reported by
- *    every scan in async mode;
+ *  - pinned pages (FOLL_PIN, held by a process_vm_writev() that waits for
+ *    its source): EBUSY in sync mode, reported by every scan in async mode,
+ *    and the write through the pin reported after the unpin;
  *  - SCAN: ranges, merged; the bitmap; a full output and continuing;
  *    REARM and without; EFAULT losing no report; DISCARD and unprotect;
  *  - MOVE carrying protection and the written state; EEXIST, EINVAL;
@@ -32,7 +33,6 @@
 #include "helpers.h"
 
 #include <fcntl.h>
-#include <linux/io_uring.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -687,10 +687,11 @@ static void compare_pages(struct __test_metadata *_metadata, const char *what, s
 		ASSERT_TRUE((size_t)want[i] >= first && (size_t)want[i] < first + n);
 		exp[want[i] - first] = 1;
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		EXPECT_EQ(exp[i], got[i]) TH_LOG("%s: page %zu %s", what, first + i,
 						 exp[i] ? "written, not reported" :
 							  "reported, not written");
+	}
 	free(exp);
 }
 
@@ -1020,7 +1021,6 @@ TEST(region_create_flags_and_info)
 	if (f & UFFDX_FEATURE_WP_ASYNC) {
 		ctx = ctx_open(DEFAULT_FEATURES | UFFDX_FEATURE_WP_ASYNC, 0);
 		ASSERT_LE(0, ctx);
-		EXPECT_CREATE_EINVAL(ctx, W);
 		EXPECT_CREATE_EINVAL(ctx, W | A);
 		ASSERT_EQ(0, raw_create(ctx, A, 4 * ps, &fd)) TH_LOG("%s", strerror(errno));
 		EXPECT_EQ(UFFDX_REGION_WP_ASYNC, region_flags(fd));
@@ -1039,6 +1039,21 @@ TEST(region_create_flags_and_info)
 	close(ctx);
 	/* the failed creations left no fd behind */
 	EXPECT_EQ(fds, count_open_fds());
+}
+
+/*
+ * "UFFDX_REGION_CREATE_WP (feature WP)", "each needs its feature": a
+ * context that negotiated WP_ASYNC only gets no sync region.
+ */
+TEST(wp_async_alone_creates_no_sync_region)
+{
+	int ctx;
+
+	SKIP_IF_NO_WPA();
+	ctx = ctx_open(DEFAULT_FEATURES | UFFDX_FEATURE_WP_ASYNC, 0);
+	ASSERT_LE(0, ctx);
+	EXPECT_CREATE_EINVAL(ctx, UFFDX_REGION_CREATE_WP);
+	close(ctx);
 }
 
 /* ---- 2. sync: events, sleeping writers, waking them ----------------------------------- */
@@ -1234,8 +1249,9 @@ TEST_F(wp, writer_killed_while_asleep)
 	b->child = -1;
 	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	/* whether its event is still readable is not specified; drain */
-	while (event_arrives(E->ctx, 50) == 1)
+	while (event_arrives(E->ctx, 50) == 1) {
 		ASSERT_EQ((ssize_t)sizeof(ev), read_timeout(E->ctx, &ev, sizeof(ev), 1000));
+	}
 	EXPECT_PAGES(MAP, 12, 2, 150);
 	/* the pages are still protected, and work as before */
 	CAUGHT(E, PG(MAP, 12) + 3, 12);
@@ -1560,6 +1576,7 @@ TEST_F(wp, armed_protected_hole_missing_event_then_wp_event)
 	r = env_acc(E, PG(MAP, 4) + 40, 0, 0);
 	ASSERT_NE(NULL, r);
 	ASSERT_EQ(0, acc_start_thread(r));
+	ASSERT_EQ(0, acc_wait_started(r, WAIT_MS));
 	expect_event(_metadata, E->ctx, PG(MAP, 4), E->r.id, 4 * ps, 0, getpid(), r->tid);
 	ASSERT_EQ(0, uffdx_zero(E->ctx, E->r.id, 4 * ps, ps, 0, &res));
 	ASSERT_EQ(0, acc_wait(r, WAIT_MS));
@@ -1824,6 +1841,7 @@ struct kwrite {
 	int how;		/* KW_READ, KW_VM */
 	int fd;			/* KW_READ: the pipe */
 	pid_t target;		/* KW_VM */
+	void *local;		/* KW_VM: the source, if not data */
 	void *addr;
 	size_t len;
 	uint8_t data[128];
@@ -1837,7 +1855,7 @@ enum { KW_READ, KW_VM };
 
 static void kw_run(struct kwrite *k)
 {
-	struct iovec local = { .iov_base = k->data, .iov_len = k->len };
+	struct iovec local = { .iov_base = k->local ? k->local : k->data, .iov_len = k->len };
 	struct iovec remote = { .iov_base = k->addr, .iov_len = k->len };
 
 	k->pid = getpid();
@@ -1988,8 +2006,9 @@ static void kernel_write_sleeps(struct __test_metadata *_metadata, struct env *e
 	ASSERT_EQ(0, flag_wait(&k->started, WAIT_MS));
 	expect_event(_metadata, e->ctx, page, e->r.id, pg * ps, flags, k->pid, k->tid);
 	EXPECT_FALSE(flag_wait(&k->done, QUIET_MS) == 0) TH_LOG("the kernel write did not sleep");
-	if (resident_asleep >= 0)
+	if (resident_asleep >= 0) {
 		EXPECT_RESIDENT(e->r.fd, resident_asleep);
+	}
 	EXPECT_EQ(0, memcmp(page, old, ps));
 	UNPROTECT(e, pg, 1);
 	ASSERT_EQ(0, flag_wait(&k->done, WAIT_MS)) TH_LOG("the kernel write was not woken");
@@ -2092,51 +2111,68 @@ TEST_F(wpa, kernel_writes_are_recorded)
 /* ---- 6. pinned pages ------------------------------------------------------------------------ */
 
 /*
- * Register [addr, addr + len) as an io_uring fixed buffer: a FOLL_LONGTERM
- * write pin.  Returns the ring fd, or -errno with *why set.
+ * A FOLL_PIN pin of a region page, held as long as the test likes, on every
+ * kernel (io_uring refuses file pages on 6.1, and long-term write pins of
+ * write-notify mappings since 6.5): process_vm_writev() into the page, from
+ * a source the kernel cannot read yet, an armed hole of a region of a
+ * UFFDX_FEATURE_KERNEL_FAULTS context.  It pins the target page, then
+ * sleeps in the copy from the source until the source is filled; then it
+ * writes 64 bytes of pattern seed through the pin, and unpins.
  */
-static int uring_pin(void *addr, size_t len, const char **why)
-{
-	struct io_uring_params p;
-	struct iovec iov = { .iov_base = addr, .iov_len = len };
-	int fd, err;
+struct pin {
+	int ctx;
+	struct uffdx_region_map src;
+	struct kwrite *k;
+	pthread_t th;
+	uint64_t seed;
+};
 
-	memset(&p, 0, sizeof(p));
-	fd = (int)syscall(__NR_io_uring_setup, 4, &p);
-	if (fd < 0) {
-		*why = "io_uring_setup";
-		return -errno;
-	}
-	if (syscall(__NR_io_uring_register, fd, IORING_REGISTER_BUFFERS, &iov, 1)) {
-		err = errno;
-		close(fd);
-		*why = "IORING_REGISTER_BUFFERS on a WP region mapping";
-		return -err;
-	}
-	return fd;
-}
+#define PIN_BYTES	64
 
-static int uring_unpin(int fd)
-{
-	return syscall(__NR_io_uring_register, fd, IORING_UNREGISTER_BUFFERS, NULL, 0) ? -errno : 0;
-}
-
-/*
- * Kernels since 6.5 refuse long-term write pins of shared file mappings
- * that need write notification (writable_file_mapping_allowed()), which is
- * what a WP region's mappings are: there, no page of one can be pinned so.
- */
-#define PIN_OR_SKIP(fd, addr, len) do {						\
-	const char *__why = "";							\
-	fd = uring_pin(addr, len, &__why);					\
-	if (fd == -EFAULT)							\
-		SKIP(return, "%s: EFAULT: this kernel refuses long-term write pins of write-notify shared mappings", \
-		     __why);							\
-	if (fd == -ENOSYS || fd == -EOPNOTSUPP || fd == -EPERM)		\
-		SKIP(return, "%s: %s: cannot pin a region page this way here",	\
-		     __why, strerror(-fd));					\
-	ASSERT_LE(0, fd) TH_LOG("%s: %s", __why, strerror(-fd));		\
+#define SKIP_IF_NO_PIN() do {							\
+	if (getuid() != 0)							\
+		SKIP(return, "holding a pin needs UFFDX_FEATURE_KERNEL_FAULTS (CAP_SYS_PTRACE)"); \
 } while (0)
+
+static void pin_start(struct __test_metadata *_metadata, struct pin *pn, void *target,
+		      uint64_t seed)
+{
+	struct uffdx_event ev;
+
+	memset(pn, 0, sizeof(*pn));
+	pn->seed = seed;
+	pn->ctx = ctx_open(DEFAULT_FEATURES | UFFDX_FEATURE_KERNEL_FAULTS, 0);
+	ASSERT_LE(0, pn->ctx) TH_LOG("%s", strerror(-pn->ctx));
+	ASSERT_EQ(0, uffdx_region_map(pn->ctx, ps, 0, &pn->src));
+	ASSERT_EQ(0, uffdx_arm(pn->ctx, pn->src.id, 0, ps, UFFDX_ARM_MISSING));
+	pn->k = kw_new(KW_VM, -1, target, PIN_BYTES, 0);
+	ASSERT_NE(NULL, pn->k);
+	pn->k->local = pn->src.addr;
+	ASSERT_EQ(0, pthread_create(&pn->th, NULL, kw_thread, pn->k));
+	/* its copy from the source faults: the target is pinned by now */
+	ASSERT_EQ(1, wait_event(pn->ctx, &ev, WAIT_MS)) TH_LOG("the pinning write did not start");
+	ASSERT_EQ(UFFDX_PF_KERNEL, ev.flags);
+	ASSERT_FALSE(pn->k->done) TH_LOG("process_vm_writev: %s", strerror(pn->k->err));
+}
+
+/* Let the write through the pin finish, and unpin: 0 or -1. */
+static int pin_end(struct __test_metadata *_metadata, struct pin *pn)
+{
+	uint8_t *b = malloc(ps);
+	int64_t res = 0;
+
+	ASSERT_NE(NULL, b);
+	fill_pattern(b, ps, pn->seed);
+	ASSERT_EQ(0, uffdx_copy(pn->ctx, pn->src.id, 0, b, ps, 0, &res));
+	free(b);
+	ASSERT_EQ(0, flag_wait(&pn->k->done, WAIT_MS)) TH_LOG("the write through the pin hangs");
+	pthread_join(pn->th, NULL);
+	EXPECT_EQ(PIN_BYTES, pn->k->ret) TH_LOG("%s", strerror(pn->k->err));
+	munmap(pn->k, sizeof(*pn->k));
+	uffdx_region_unmap(&pn->src);
+	close(pn->ctx);
+	return 0;
+}
 
 /* PROTECT after an unpin: the unpin is synchronous, but allow for a deferred one. */
 static int protect_after_unpin(int ctx, uint64_t id, uint64_t off, uint64_t len, int64_t *res,
@@ -2157,23 +2193,25 @@ static int protect_after_unpin(int ctx, uint64_t id, uint64_t off, uint64_t len,
 
 TEST_F(wp, protect_pinned_page_ebusy)
 {
+	struct pin pn;
 	int64_t res = 0;
-	int ring, ret, retries;
-	const char *why = "";
+	int ret, retries;
 
+	SKIP_IF_NO_PIN();
 	FILL(E, 0, 8, 600);
 	EXPECT_PAGES(MAP, 0, 8, 600);
-	PIN_OR_SKIP(ring, PG(MAP, 0), ps);
+	pin_start(_metadata, &pn, PG(MAP, 0) + 100, 601);
 	/* the first page pinned: nothing done */
 	ret = raw_wp(E->ctx, E->r.id, 0, 8 * ps, UFFDX_WP_PROTECT, &res);
 	EXPECT_ERR(ret, res, EBUSY, -EBUSY);
 	FREE_WRITE(E, PG(MAP, 1), 1);
-	FREE_WRITE(E, PG(MAP, 0), 0);
-	ASSERT_EQ(0, uring_unpin(ring));
-	close(ring);
+	FREE_WRITE(E, PG(MAP, 0) + 1, 0);
+	pin_end(_metadata, &pn);
+	fill_pattern(E->buf, ps, 601);
+	EXPECT_EQ(0, memcmp(PG(MAP, 0) + 100, E->buf, PIN_BYTES)) TH_LOG("the write through the pin");
 
 	/* a page in the middle: the pages before it protected, the rest not */
-	PIN_OR_SKIP(ring, PG(MAP, 3), ps);
+	pin_start(_metadata, &pn, PG(MAP, 3) + 100, 602);
 	ret = raw_wp(E->ctx, E->r.id, 0, 8 * ps, UFFDX_WP_PROTECT, &res);
 	EXPECT_ERR(ret, res, EAGAIN, 3 * ps);
 	CAUGHT(E, PG(MAP, 2) + 1, 2);
@@ -2181,37 +2219,42 @@ TEST_F(wp, protect_pinned_page_ebusy)
 	FREE_WRITE(E, PG(MAP, 3) + 1, 3);
 	FREE_WRITE(E, PG(MAP, 5) + 1, 5);
 	/* unpinned, it can be protected */
-	ASSERT_EQ(0, uring_unpin(ring));
+	pin_end(_metadata, &pn);
 	ret = protect_after_unpin(E->ctx, E->r.id, 0, 8 * ps, &res, &retries);
 	EXPECT_DONE(ret, res, 8 * ps);
 	if (retries)
 		TH_LOG("the protect after the unpin needed %d retries (deferred unpin)", retries);
 	CAUGHT(E, PG(MAP, 3) + 2, 3);
-	close(ring);
 
 	/* a protected page cannot be pinned for writing: the pin's write faults (EFAULT) */
-	ring = uring_pin(PG(MAP, 6), ps, &why);
-	EXPECT_EQ(-EFAULT, ring) TH_LOG("%s: %s", why, ring < 0 ? strerror(-ring) : "pinned");
-	if (ring >= 0)
-		close(ring);
+	{
+		struct kwrite *k = kw_new(KW_VM, -1, PG(MAP, 6) + 10, 16, 'p');
+
+		ASSERT_NE(NULL, k);
+		kw_run(k);
+		EXPECT_EQ(-1, k->ret);
+		EXPECT_EQ(EFAULT, k->err);
+		munmap(k, sizeof(*k));
+	}
 	EXPECT_EQ(0, event_arrives(E->ctx, 0));
 	CAUGHT(E, PG(MAP, 6) + 2, 6);
 }
 
 TEST_F(wpa, pinned_page_reported_by_every_scan)
 {
-	uint64_t end;
+	struct pin pn;
 	uint8_t *got;
-	int ring, rounds = 0, ret;
+	uint64_t end;
+	int rounds = 0, ret;
 
+	SKIP_IF_NO_PIN();
 	FILL(E, 0, 8, 610);
 	PROTECT(E, 0, 8);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
 	/* pinned after the protect: the pin's own write is recorded, and then every scan */
-	PIN_OR_SKIP(ring, PG(MAP, 2), ps);
+	pin_start(_metadata, &pn, PG(MAP, 2) + 8, 611);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 2);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 2);
-	EXPECT_SCAN(E, 0, 2);
 	EXPECT_SCAN(E, 0, 2);
 	WRITE_PAGES(MAP, 5);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 2, 5);
@@ -2227,8 +2270,7 @@ TEST_F(wpa, pinned_page_reported_by_every_scan)
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 2);
 
 	/* unpinned: reported no more (allowing for a deferred unpin) */
-	ASSERT_EQ(0, uring_unpin(ring));
-	close(ring);
+	pin_end(_metadata, &pn);
 	end = now_ns() + (uint64_t)WAIT_MS * 1000000ull;
 	for (;;) {
 		ASSERT_LE(0, scan_ranges(_metadata, E->ctx, E->r.id, 0, APAGES, UFFDX_SCAN_REARM, 8,
@@ -2243,6 +2285,28 @@ TEST_F(wpa, pinned_page_reported_by_every_scan)
 		TH_LOG("reported %d more scans after the unpin", rounds);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
 	free(got);
+}
+
+/*
+ * A page written through a pin after the last scan that reported it, and
+ * then unpinned: "no write is lost", so a scan after the unpin reports it.
+ */
+TEST_F(wpa, write_through_a_pin_before_the_unpin_is_reported)
+{
+	struct pin pn;
+
+	SKIP_IF_NO_PIN();
+	FILL(E, 0, 8, 620);
+	PROTECT(E, 0, 8);
+	pin_start(_metadata, &pn, PG(MAP, 4) + 8, 621);
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 4);
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 4);
+	/* the write lands through the pin (no fault), then the unpin */
+	pin_end(_metadata, &pn);
+	fill_pattern(E->buf, ps, 621);
+	EXPECT_EQ(0, memcmp(PG(MAP, 4) + 8, E->buf, PIN_BYTES));
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 4);
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
 }
 
 /* ---- 7. SCAN ---------------------------------------------------------------------------------- */
@@ -2366,11 +2430,13 @@ TEST_F(wpa, scan_bitmap)
 
 		for (i = 0; set[i] >= 0; i++)
 			want[set[i] / 8] |= (uint8_t)(1u << (set[i] % 8));
-		for (i = 0; i < 32; i++)
+		for (i = 0; i < 32; i++) {
 			EXPECT_EQ(want[i], out[i]) TH_LOG("byte %u", i);
+		}
 	}
-	for (i = 32; i < sizeof(out); i++)
+	for (i = 32; i < sizeof(out); i++) {
 		EXPECT_EQ(0xa5, out[i]) TH_LOG("byte %u, past out_len", i);
+	}
 	EXPECT_SCAN(E, 0, NONE);
 
 	/* a sub-range: bit 0 is its first page; the last byte is covered in part */
@@ -2383,8 +2449,9 @@ TEST_F(wpa, scan_bitmap)
 	EXPECT_EQ(11 * ps, s.written);
 	EXPECT_EQ(0xff, out[0]);
 	EXPECT_EQ(0x07, out[1]) TH_LOG("pages 68-71, and nothing past the range: 0x%02x", out[1]);
-	for (i = 2; i < sizeof(out); i++)
+	for (i = 2; i < sizeof(out); i++) {
 		EXPECT_EQ(0xa5, out[i]) TH_LOG("byte %u, not covered", i);
+	}
 
 	/* a full bitmap: 2 bytes are 16 pages; continuing gives the rest */
 	memset(out, 0xa5, sizeof(out));
