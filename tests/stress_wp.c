@@ -4,8 +4,8 @@
  *
  *   stress_wp [-s SECONDS | -n CYCLES] [-p PAGES] [-w WRITERS] [-t snapshot|tracking]
  *
- * Two KTAP results.  With -n (default 6 when no -s) each runs that many
- * cycles; with -s each runs for half the time.  No timing assertion: every
+ * Two KTAP results.  With -n each runs that many cycles (default: 20
+ * snapshots, 4 tracking cycles), with -s for half the time (-t: all of it).  No timing assertion: every
  * cycle waits (bounded by STUCK_MS, a hang) for every writer to make
  * progress.
  *
@@ -66,7 +66,8 @@
 #define MIN_PROGRESS	3	/* writes per writer per cycle (-n form) */
 #define MAX_WRITERS	16
 #define RUN_MAX		8
-#define CP_SCANS	24	/* tracking: scans per cycle, at least */
+#define CP_SCANS	10	/* tracking: scans per cycle, at least */
+#define YIELD_EVERY	256	/* tracking: writes between a writer's yields */
 
 #define PG(map, i)	((uint8_t *)(map) + (size_t)(i) * ps)
 
@@ -80,7 +81,10 @@
 #define MADV_PAGEOUT		21
 #endif
 
-static int seconds, cycles = 6, npages, nwriters = 2;
+/* -n, or each test's own default (snapshot cycles are cheap) */
+static int seconds, cycles, npages, nwriters = 2;
+#define SNAP_CYCLES	20
+#define TRACK_CYCLES	4
 static const char *only;
 
 static pthread_mutex_t err_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -492,7 +496,7 @@ static int snap_run(int secs)
 	uint64_t since[MAX_WRITERS] = { 0 }, start, deadline = 0, seed = 99, total = 0;
 	pthread_t copier;
 	size_t i;
-	int k, c, ret;
+	int k, c, ret, ncycles;
 	uint8_t *b;
 
 	memset(&sn, 0, sizeof(sn));
@@ -539,8 +543,9 @@ static int snap_run(int secs)
 		sn.gen[i] = 1;
 	}
 	free(b);
+	ncycles = cycles ? cycles : SNAP_CYCLES;
 	ksft_print_msg("snapshot: %zu pages (2 views), %d writers, %d %s\n", sn.n, nwriters,
-		       secs ? secs : cycles, secs ? "s" : "cycles");
+		       secs ? secs : ncycles, secs ? "s" : "cycles");
 	for (k = 0; k < nwriters; k++) {
 		sn.w[k].k = k;
 		sn.w[k].seed = (uint64_t)k * 104729 + 1;
@@ -564,7 +569,7 @@ static int snap_run(int secs)
 	if (secs)
 		deadline = start + (uint64_t)secs * 1000000000ull;
 	for (c = 0; !failed(); c++) {
-		if (c && (secs ? now_ns() >= deadline : c >= cycles))
+		if (c && (secs ? now_ns() >= deadline : c >= ncycles))
 			break;
 		sn.cycle = c;
 		for (i = 0; i < sn.n; i++)
@@ -657,6 +662,7 @@ static struct {
 	uint8_t *rep;
 	int pinned;		/* a page pinned (see pin_thread), or -1 */
 	int unpinned;		/* the page once pinned, or -1: may be reported once more */
+	int had_pin;
 	int pin_ctx;
 	struct uffdx_region_map pin_src;
 	pthread_t pin_th;
@@ -724,7 +730,9 @@ static void *track_writer(void *arg)
 		pause_point(&wr->paused);
 		p = mine[rng(&wr->seed) % nmine];
 		track_store(rng(&wr->seed) & 1 ? tk.b : tk.a, p, tk.gen[p] + 1);
-		__atomic_add_fetch(&wr->writes, 1, __ATOMIC_RELAXED);
+		/* two CPUs: let the scanner in */
+		if (__atomic_add_fetch(&wr->writes, 1, __ATOMIC_RELAXED) % YIELD_EVERY == 0)
+			sched_yield();
 	}
 	free(mine);
 	__atomic_store_n(&wr->done, 1, __ATOMIC_SEQ_CST);
@@ -1050,18 +1058,24 @@ static void pin_begin(void)
 		return;
 	}
 	tk.pinned = 7;
+	tk.had_pin = 1;
 }
 
 static void pin_finish(void)
 {
-	uint8_t b[64];
 	int64_t res = 0;
+	uint8_t *b;
 
 	if (tk.pin_ctx < 0)
 		return;
-	memset(b, 0x5a, sizeof(b));
+	b = malloc(ps);
+	if (!b) {
+		fail("malloc");
+		return;
+	}
+	memset(b, 0x5a, ps);
 	if (tk.pinned >= 0) {
-		if (uffdx_copy(tk.pin_ctx, tk.pin_src.id, 0, b, sizeof(b), 0, &res) ||
+		if (uffdx_copy(tk.pin_ctx, tk.pin_src.id, 0, b, ps, 0, &res) ||
 		    flag_wait(&tk.pin_done, STUCK_MS) || tk.pin_ret != 64) {
 			fail("the write through the pin: %s", strerror(tk.pin_err));
 		} else {
@@ -1070,6 +1084,7 @@ static void pin_finish(void)
 		}
 		tk.pinned = -1;
 	}
+	free(b);
 	uffdx_region_unmap(&tk.pin_src);
 	close(tk.pin_ctx);
 	tk.pin_ctx = -1;
@@ -1078,9 +1093,9 @@ static void pin_finish(void)
 static int track_run(int secs)
 {
 	uint64_t since[MAX_WRITERS] = { 0 }, start, deadline = 0, seed = 31337, total = 0;
+	int k, c, ret, scans_at, ncycles = cycles ? cycles : TRACK_CYCLES;
 	pthread_t dis;
 	size_t p;
-	int k, c, ret, scans_at;
 
 	memset(&tk, 0, sizeof(tk));
 	tk.pinned = -1;
@@ -1134,7 +1149,7 @@ static int track_run(int secs)
 	else
 		ksft_print_msg("tracking: no page pinned (needs UFFDX_FEATURE_KERNEL_FAULTS)\n");
 	ksft_print_msg("tracking: %zu pages (views A, B, C), %d writers, %d %s\n", tk.n, nwriters,
-		       secs ? secs : cycles, secs ? "s" : "cycles");
+		       secs ? secs : ncycles, secs ? "s" : "cycles");
 	/* nothing written yet */
 	{
 		int n1 = track_round(&seed), n2 = n1 < 0 ? -1 : track_round(&seed);
@@ -1161,7 +1176,7 @@ static int track_run(int secs)
 	if (secs)
 		deadline = start + (uint64_t)secs * 1000000000ull;
 	for (c = 0; !failed(); c++) {
-		if (c && (secs ? now_ns() >= deadline : c >= cycles))
+		if (c && (secs ? now_ns() >= deadline : c >= ncycles))
 			break;
 		tk.cycle = c;
 		scans_at = tk.scans;
@@ -1207,7 +1222,7 @@ static int track_run(int secs)
 		       (unsigned long long)tk.forks, (unsigned long long)tk.forks, tk.scans,
 		       tk.by_kind[0], tk.by_kind[1], tk.by_kind[2], tk.by_kind[3], tk.reported,
 		       tk.rereported, tk.dontneeds, tk.remaps, tk.mremaps, tk.coldouts,
-		       tk.pinned >= 0 ? "yes" : "no");
+		       tk.had_pin ? "yes" : "no");
 	if (!failed() && (!total || !tk.reported))
 		fail("no progress: %llu writes, %lu reports", (unsigned long long)total, tk.reported);
 	munmap(tk.b, tk.r.len);
@@ -1265,7 +1280,7 @@ int main(int argc, char **argv)
 		default: usage(argv[0]);
 		}
 	}
-	if (seconds < 0 || cycles < 1 || (npages && npages < 16) || nwriters < 1 ||
+	if (seconds < 0 || cycles < 0 || (npages && npages < 16) || nwriters < 1 ||
 	    nwriters > MAX_WRITERS || (only && strcmp(only, "snapshot") && strcmp(only, "tracking")))
 		usage(argv[0]);
 

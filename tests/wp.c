@@ -1645,10 +1645,9 @@ TEST_F(wpa, armed_protected_holes_and_fills_mark_written)
 	E->buf[1] = 0x4d;
 	EXPECT_EQ(0, memcmp(PG(MAP, 1), E->buf, ps));
 	EXPECT_EQ(0, event_arrives(E->ctx, QUIET_MS)) TH_LOG("an event besides the missing one");
-	/* fills into protected holes mark them written, with no access; poison does not */
+	/* fills into protected holes mark them written, with no access */
 	ASSERT_EQ(0, uffdx_copy(E->ctx, E->r.id, 2 * ps, E->buf, ps, 0, &res));
 	ASSERT_EQ(0, uffdx_zero(E->ctx, E->r.id, 3 * ps, ps, 0, &res));
-	ASSERT_EQ(0, uffdx_poison(E->ctx, E->r.id, 4 * ps, ps, 0, &res));
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 1, 2, 3);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
 	/* populated now: reads raise nothing, writes are recorded */
@@ -1657,7 +1656,31 @@ TEST_F(wpa, armed_protected_holes_and_fills_mark_written)
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
 	WRITE_PAGES(MAP, 2, 3);
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 2, 3);
-	EXPECT_EQ(SIGBUS, try_read(PG(MAP, 4), &v));
+}
+
+/*
+ * Only fills into *protected* holes are written ("COPY, ZERO into a
+ * protected hole: set"); POISON leaves the record unchanged.
+ */
+TEST_F(wpa, fills_record_only_protected_holes_and_poison_none)
+{
+	int64_t res = 0;
+	uint8_t v;
+
+	PROTECT(E, 0, 4);	/* the region's state exists from here on */
+	fill_pattern(E->buf, ps, 230);
+	ASSERT_EQ(0, uffdx_copy(E->ctx, E->r.id, 10 * ps, E->buf, ps, 0, &res));
+	ASSERT_EQ(0, uffdx_zero(E->ctx, E->r.id, 11 * ps, ps, 0, &res));
+	ASSERT_EQ(0, uffdx_poison(E->ctx, E->r.id, 12 * ps, ps, 0, &res));
+	ASSERT_EQ(0, uffdx_poison(E->ctx, E->r.id, 2 * ps, ps, 0, &res));
+	EXPECT_SCAN(E, 0, NONE);
+	ASSERT_EQ(0, uffdx_copy(E->ctx, E->r.id, ps, E->buf, ps, 0, &res));
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 1);
+	EXPECT_EQ(SIGBUS, try_read(PG(MAP, 2), &v));
+	EXPECT_EQ(SIGBUS, try_read(PG(MAP, 12), &v));
+	/* the unprotected pages take writes unrecorded; the protected ones not */
+	WRITE_PAGES(MAP, 0, 1, 3, 10, 11);
+	EXPECT_SCAN(E, UFFDX_SCAN_REARM, 0, 1, 3);
 }
 
 /* ---- 4. protection is region state: what page-table operations cannot lose -------------- */
@@ -3123,6 +3146,7 @@ TEST_F(wpa, move_carries_the_written_state)
 	ASSERT_EQ(0, uffdx_region_map(E->ctx, 32 * ps, UFFDX_REGION_CREATE_WP_ASYNC, &d));
 	ASSERT_EQ(0, uffdx_region_map(E->ctx, 32 * ps, 0, &plain));
 	FILL(E, 0, 4, 930);
+	FILL(E, 20, 2, 940);	/* before any protection: not written */
 	PROTECT(E, 0, 4);
 	WRITE_PAGES(MAP, 1);	/* written, so unprotected */
 	ret = raw_move(E->ctx, d.id, 10 * ps, E->r.id, 0, 4 * ps, 0, &res);
@@ -3137,7 +3161,6 @@ TEST_F(wpa, move_carries_the_written_state)
 	EXPECT_SCAN(E, UFFDX_SCAN_REARM, NONE);
 
 	/* written state (unprotected) into another mode: EINVAL */
-	FILL(E, 20, 2, 940);
 	PROTECT(E, 20, 2);
 	WRITE_PAGES(MAP, 20);
 	ret = raw_move(E->ctx, plain.id, 0, E->r.id, 20 * ps, ps, 0, &res);
