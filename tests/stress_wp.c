@@ -28,7 +28,7 @@
  * of the pages start as holes.
  *
  * tracking (UFFDX_FEATURE_WP_ASYNC): an async region of PAGES pages
- * (default 256), all protected, mapped twice (A and B) and once more (C).
+ * (default 256 with -s, else 128), all protected, mapped twice (A and B) and once more (C).
  * Writer threads store increasing generations into the pages they own,
  * through A or B, and publish them; a disruptor thread meanwhile does
  * MADV_DONTNEED on A and B, maps B again over itself (MAP_FIXED: an munmap
@@ -66,7 +66,7 @@
 #define MIN_PROGRESS	3	/* writes per writer per cycle (-n form) */
 #define MAX_WRITERS	16
 #define RUN_MAX		8
-#define CP_SCANS	10	/* tracking: scans per cycle, at least */
+#define CP_SCANS	8	/* tracking: scans per cycle, at least */
 #define YIELD_EVERY	256	/* tracking: writes between a writer's yields */
 
 #define PG(map, i)	((uint8_t *)(map) + (size_t)(i) * ps)
@@ -83,8 +83,8 @@
 
 /* -n, or each test's own default (snapshot cycles are cheap) */
 static int seconds, cycles, npages, nwriters = 2;
-#define SNAP_CYCLES	20
-#define TRACK_CYCLES	4
+#define SNAP_CYCLES	8
+#define TRACK_CYCLES	3
 static const char *only;
 
 static pthread_mutex_t err_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -730,9 +730,13 @@ static void *track_writer(void *arg)
 		pause_point(&wr->paused);
 		p = mine[rng(&wr->seed) % nmine];
 		track_store(rng(&wr->seed) & 1 ? tk.b : tk.a, p, tk.gen[p] + 1);
-		/* two CPUs: let the scanner in */
-		if (__atomic_add_fetch(&wr->writes, 1, __ATOMIC_RELAXED) % YIELD_EVERY == 0)
-			sched_yield();
+		/* two CPUs: let the scanner in (the -n form also paces the writers) */
+		if (__atomic_add_fetch(&wr->writes, 1, __ATOMIC_RELAXED) % YIELD_EVERY == 0) {
+			if (seconds)
+				sched_yield();
+			else
+				usleep(20);
+		}
 	}
 	free(mine);
 	__atomic_store_n(&wr->done, 1, __ATOMIC_SEQ_CST);
@@ -852,7 +856,7 @@ static int track_scan(uint64_t *seed)
 	static struct uffdx_scan_range out[64];
 	static uint8_t bits[1024];
 	unsigned int way = (unsigned int)(tk.scans % 4);
-	unsigned int cap = way == 0 ? 64 : way == 1 ? 1 + (unsigned int)(rng(seed) % 7) :
+	unsigned int cap = way == 0 ? 64 : way == 1 ? 2 + (unsigned int)(rng(seed) % 15) :
 			   way == 2 ? (unsigned int)((tk.n + 7) / 8) : 4;
 	uint64_t off = 0, end = tk.r.len, i, p;
 	struct uffdx_scan s;
@@ -1101,7 +1105,7 @@ static int track_run(int secs)
 	tk.pinned = -1;
 	tk.unpinned = -1;
 	tk.pin_ctx = -1;
-	tk.n = npages ? (size_t)npages : 256;
+	tk.n = npages ? (size_t)npages : seconds ? 256 : 128;
 	tk.ctx = ctx_open(DEFAULT_FEATURES | (features() & UFFDX_FEATURE_WP) | UFFDX_FEATURE_WP_ASYNC,
 			  0);
 	if (tk.ctx < 0) {
