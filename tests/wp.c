@@ -975,11 +975,13 @@ static int raw_create(int ctx, uint32_t flags, uint64_t len, int *fd)
 }
 
 #define EXPECT_CREATE_EINVAL(ctx, flags) do {					\
-	int __fd, __r = raw_create(ctx, flags, 4 * ps, &__fd);			\
+	int __fd, __r = raw_create(ctx, flags, 4 * ps, &__fd), __e = errno;	\
 	EXPECT_EQ(-1, __r) TH_LOG("REGION_CREATE flags 0x%x accepted", flags);	\
-	EXPECT_EQ(EINVAL, errno) TH_LOG("flags 0x%x: %s", flags, strerror(errno)); \
-	if (!__r)								\
+	if (__r) {								\
+		EXPECT_EQ(EINVAL, __e) TH_LOG("flags 0x%x: %s", flags, strerror(__e)); \
+	} else {								\
 		close(__fd);							\
+	}									\
 } while (0)
 
 TEST(region_create_flags_and_info)
