@@ -339,7 +339,13 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 				return uffdx_handle_userfault(region, vmf,
 							      true);
 			}
-			uffdx_fault_around(region, vmf);
+			/*
+			 * In a write-protect region a write faults page by
+			 * page anyway (write notify): map around reads only,
+			 * as the page cache does.
+			 */
+			if (!(write && region->wp_mode))
+				uffdx_fault_around(region, vmf);
 			vmf->page = page;
 			return VM_FAULT_LOCKED;
 		}

@@ -56,54 +56,69 @@ static void uffdx_wp_mappings(struct uffdx_region *region, pgoff_t start,
 }
 
 /*
- * Wait out every page_mkwrite of [@start, @end) that checked the WP flag
- * before the caller set it and may be installing a writable PTE: it holds
- * the page lock until the PTE is in (the core unlocks after it), so taking
- * and dropping each present page's lock is enough.  @only, if set, limits
- * this to the batch's slots set in it (relative to @start).
+ * Wait out every page_mkwrite of [@start, @end) that read the WP flag
+ * before the caller set it and may still be installing a writable PTE.
+ * Such a page_mkwrite took the page lock before it took wp_lock, which
+ * the caller has taken since (to set the flag): so its page is seen
+ * locked here, and waited for, unless it is done, and then its PTE is in.
+ * The smp_mb() orders these reads before the caller's page-table walk,
+ * which therefore sees that PTE.  Unlocked pages cost a flag test, not a
+ * lock.  @only, if set, limits this to the slots set in it (relative to
+ * @start).
  */
-static void uffdx_wp_cycle(struct uffdx_region *region, pgoff_t start,
-			   pgoff_t end, const unsigned long *only)
+static void uffdx_wp_quiesce(struct uffdx_region *region, pgoff_t start,
+			     pgoff_t end, const unsigned long *only)
 {
-	unsigned long index;
+	XA_STATE(xas, &region->pages, start);
 	struct page *page;
+	pgoff_t index;
 	void *entry;
 
-	xa_for_each_range(&region->pages, index, entry, start, end - 1) {
-		if (xa_is_value(entry))
+	rcu_read_lock();
+	xas_for_each(&xas, entry, end - 1) {
+		if (xas_retry(&xas, entry) || xa_is_value(entry))
 			continue;
-		if (only && !test_bit(index - start, only))
+		if (only && !test_bit(xas.xa_index - start, only))
 			continue;
+		if (!PageLocked((struct page *)entry))
+			continue;
+		index = xas.xa_index;
+		xas_pause(&xas);
+		rcu_read_unlock();
 		page = uffdx_store_lock(region, index, true, NULL);
-		if (!page)
-			continue;
-		unlock_page(page);
-		put_page(page);
+		if (page) {
+			unlock_page(page);
+			put_page(page);
+		}
+		rcu_read_lock();
 	}
+	rcu_read_unlock();
+	smp_mb();	/* the flag tests above, before the walk */
 }
 
-/* Sync protection: the first page of [@start, @end) pinned for DMA, or @end. */
+/*
+ * Sync protection: the first page of [@start, @end) that may be pinned
+ * for DMA, or @end.  No reference is taken: the test reads the page's
+ * count, and a page still in its slot after the read was the store's.
+ */
 static pgoff_t uffdx_wp_first_pinned(struct uffdx_region *region,
 				     pgoff_t start, pgoff_t end)
 {
-	unsigned long index;
+	XA_STATE(xas, &region->pages, start);
 	pgoff_t found = end;
-	struct page *page;
 	void *entry;
 
-	xa_for_each_range(&region->pages, index, entry, start, end - 1) {
-		if (xa_is_value(entry))
+	rcu_read_lock();
+	xas_for_each(&xas, entry, end - 1) {
+		if (xas_retry(&xas, entry) || xa_is_value(entry))
 			continue;
-		page = uffdx_store_get(region, index);
-		if (!page || xa_is_value(page))
-			continue;
-		/* Our own reference is not a pin: the test counts pins. */
-		if (uffdx_page_maybe_dma_pinned(page))
-			found = index;
-		put_page(page);
-		if (found != end)
+		if (uffdx_page_maybe_dma_pinned(entry) &&
+		    xas_reload(&xas) == entry) {
+			found = xas.xa_index;
 			break;
+		}
 	}
+	rcu_read_unlock();
 	return found;
 }
 
@@ -155,7 +170,7 @@ static int uffdx_wp_protect(struct uffdx_region *region, pgoff_t start,
 		spin_lock(&region->wp_lock);
 		bitmap_set(region->flags[UFFDX_SF_WP], index, stop - index);
 		spin_unlock(&region->wp_lock);
-		uffdx_wp_cycle(region, index, stop, NULL);
+		uffdx_wp_quiesce(region, index, stop, NULL);
 		index = stop;
 		if (stop < next) {
 			ret = -EBUSY;
@@ -286,8 +301,8 @@ void uffdx_wp_move(struct uffdx_region *dst, pgoff_t d,
  * handler: a sync-protected page has its PTEs zapped and the access is
  * retried, to reach ->fault, which can drop the lock and wait (fault.c).
  * Otherwise the page is returned locked (VM_FAULT_LOCKED): the core makes
- * the PTE writable before unlocking it, which is what PROTECT's page-lock
- * cycle waits for.
+ * the PTE writable before unlocking it, which is what PROTECT waits for
+ * (uffdx_wp_quiesce()).
  */
 vm_fault_t uffdx_wp_page_mkwrite(struct vm_fault *vmf)
 {
@@ -402,21 +417,20 @@ struct uffdx_scan_state {
 static void uffdx_scan_pins(struct uffdx_scan_state *st, pgoff_t i,
 			    pgoff_t n)
 {
-	unsigned long index;
-	struct page *page;
+	XA_STATE(xas, &st->region->pages, i);
 	void *entry;
 
 	bitmap_zero(st->pinned, UFFDX_WP_BATCH);
-	xa_for_each_range(&st->region->pages, index, entry, i, i + n - 1) {
-		if (xa_is_value(entry))
+	rcu_read_lock();
+	xas_for_each(&xas, entry, i + n - 1) {
+		if (xas_retry(&xas, entry) || xa_is_value(entry))
 			continue;
-		page = uffdx_store_get(st->region, index);
-		if (!page || xa_is_value(page))
-			continue;
-		if (uffdx_page_maybe_dma_pinned(page))
-			__set_bit(index - i, st->pinned);
-		put_page(page);
+		/* As uffdx_wp_first_pinned(): no reference needed. */
+		if (uffdx_page_maybe_dma_pinned(entry) &&
+		    xas_reload(&xas) == entry)
+			__set_bit(xas.xa_index - i, st->pinned);
 	}
+	rcu_read_unlock();
 }
 
 /* Write the buffered ranges out; the last stays buffered if still open. */
@@ -546,7 +560,7 @@ static int uffdx_scan_batch(struct uffdx_scan_state *st, pgoff_t n)
 			__set_bit(i + b, wp);
 		}
 		spin_unlock(&region->wp_lock);
-		uffdx_wp_cycle(region, i, i + n, st->rep);
+		uffdx_wp_quiesce(region, i, i + n, st->rep);
 		st->rearm_lo = min(st->rearm_lo, i + find_first_bit(st->rep, n));
 		st->rearm_hi = max_t(pgoff_t, st->rearm_hi,
 				     i + find_last_bit(st->rep, n) + 1);
