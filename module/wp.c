@@ -56,18 +56,53 @@ static void uffdx_wp_mappings(struct uffdx_region *region, pgoff_t start,
 }
 
 /*
+ * The span of slots whose mappings are still to be write-protected: runs
+ * of present pages closer than UFFDX_WP_GAP slots share one walk, farther
+ * ones get their own, so that a sparse range does not walk every PTE
+ * table in between and a dense one is one invalidation.
+ */
+#define UFFDX_WP_GAP		64
+
+struct uffdx_wp_span {
+	pgoff_t lo, hi;		/* [lo, hi), empty if hi == lo */
+};
+
+static void uffdx_wp_span_flush(struct uffdx_region *region,
+				struct uffdx_wp_span *span)
+{
+	if (span->hi > span->lo) {
+		smp_mb();	/* uffdx_wp_quiesce()'s tests, before the walk */
+		uffdx_wp_mappings(region, span->lo, span->hi);
+	}
+	span->lo = 0;
+	span->hi = 0;
+}
+
+/* Add @index; false if the span must be flushed first. */
+static bool uffdx_wp_span_add(struct uffdx_wp_span *span, pgoff_t index)
+{
+	if (span->hi > span->lo && index >= span->hi + UFFDX_WP_GAP)
+		return false;
+	if (span->hi == span->lo)
+		span->lo = index;
+	span->hi = index + 1;
+	return true;
+}
+
+/*
  * Wait out every page_mkwrite of [@start, @end) that read the WP flag
- * before the caller set it and may still be installing a writable PTE.
- * Such a page_mkwrite took the page lock before it took wp_lock, which
- * the caller has taken since (to set the flag): so its page is seen
- * locked here, and waited for, unless it is done, and then its PTE is in.
- * The smp_mb() orders these reads before the caller's page-table walk,
- * which therefore sees that PTE.  Unlocked pages cost a flag test, not a
- * lock.  @only, if set, limits this to the slots set in it (relative to
- * @start).
+ * before the caller set it and may still be installing a writable PTE,
+ * and add the present pages to @span.  Such a page_mkwrite took the page
+ * lock before it took wp_lock, which the caller has taken since (to set
+ * the flag): so its page is seen locked here, and waited for, unless it is
+ * done, and then its PTE is in.  The barrier in uffdx_wp_span_flush()
+ * orders these tests before the page-table walk, which therefore sees
+ * that PTE.  Unlocked pages cost a flag test, not a lock.  @only, if set,
+ * limits this to the slots set in it (relative to @start).
  */
 static void uffdx_wp_quiesce(struct uffdx_region *region, pgoff_t start,
-			     pgoff_t end, const unsigned long *only)
+			     pgoff_t end, const unsigned long *only,
+			     struct uffdx_wp_span *span)
 {
 	XA_STATE(xas, &region->pages, start);
 	struct page *page;
@@ -78,13 +113,19 @@ static void uffdx_wp_quiesce(struct uffdx_region *region, pgoff_t start,
 	xas_for_each(&xas, entry, end - 1) {
 		if (xas_retry(&xas, entry) || xa_is_value(entry))
 			continue;
-		if (only && !test_bit(xas.xa_index - start, only))
-			continue;
-		if (!PageLocked((struct page *)entry))
-			continue;
 		index = xas.xa_index;
+		if (only && !test_bit(index - start, only))
+			continue;
+		if (uffdx_wp_span_add(span, index) &&
+		    !PageLocked((struct page *)entry))
+			continue;
 		xas_pause(&xas);
 		rcu_read_unlock();
+		if (span->hi != index + 1) {
+			/* far from the span: its pages are done, walk them */
+			uffdx_wp_span_flush(region, span);
+			uffdx_wp_span_add(span, index);
+		}
 		page = uffdx_store_lock(region, index, true, NULL);
 		if (page) {
 			unlock_page(page);
@@ -93,7 +134,6 @@ static void uffdx_wp_quiesce(struct uffdx_region *region, pgoff_t start,
 		rcu_read_lock();
 	}
 	rcu_read_unlock();
-	smp_mb();	/* the flag tests above, before the walk */
 }
 
 /*
@@ -152,6 +192,7 @@ static int uffdx_wp_bitmaps(struct uffdx_region *region)
 static int uffdx_wp_protect(struct uffdx_region *region, pgoff_t start,
 			    pgoff_t end, pgoff_t *done)
 {
+	struct uffdx_wp_span span = { 0, 0 };
 	pgoff_t index = start, next, stop;
 	int ret;
 
@@ -170,7 +211,7 @@ static int uffdx_wp_protect(struct uffdx_region *region, pgoff_t start,
 		spin_lock(&region->wp_lock);
 		bitmap_set(region->flags[UFFDX_SF_WP], index, stop - index);
 		spin_unlock(&region->wp_lock);
-		uffdx_wp_quiesce(region, index, stop, NULL);
+		uffdx_wp_quiesce(region, index, stop, NULL, &span);
 		index = stop;
 		if (stop < next) {
 			ret = -EBUSY;
@@ -178,7 +219,7 @@ static int uffdx_wp_protect(struct uffdx_region *region, pgoff_t start,
 		}
 		cond_resched();
 	}
-	uffdx_wp_mappings(region, start, index);
+	uffdx_wp_span_flush(region, &span);
 out:
 	*done = index - start;
 	return ret;
@@ -408,7 +449,7 @@ struct uffdx_scan_state {
 	bool open;			/* ranges: buf[nbuf - 1] may grow */
 	unsigned int nbuf;
 	struct uffdx_scan_range buf[UFFDX_SCAN_CHUNK];
-	pgoff_t rearm_lo, rearm_hi;	/* slots re-protected */
+	struct uffdx_wp_span span;	/* re-armed, still writable */
 	DECLARE_BITMAP(rep, UFFDX_WP_BATCH);	/* the batch's report */
 	DECLARE_BITMAP(pinned, UFFDX_WP_BATCH);
 };
@@ -560,10 +601,7 @@ static int uffdx_scan_batch(struct uffdx_scan_state *st, pgoff_t n)
 			__set_bit(i + b, wp);
 		}
 		spin_unlock(&region->wp_lock);
-		uffdx_wp_quiesce(region, i, i + n, st->rep);
-		st->rearm_lo = min(st->rearm_lo, i + find_first_bit(st->rep, n));
-		st->rearm_hi = max_t(pgoff_t, st->rearm_hi,
-				     i + find_last_bit(st->rep, n) + 1);
+		uffdx_wp_quiesce(region, i, i + n, st->rep, &st->span);
 	}
 	return covered < n ? 1 : 0;
 }
@@ -624,7 +662,6 @@ static long uffdx_wp_scan(struct uffdx_ctx *ctx, struct uffdx_scan *sc,
 	st->end = last >> PAGE_SHIFT;
 	st->pos = st->start;
 	st->cap = sc->out_len;
-	st->rearm_lo = ULONG_MAX;
 	if (sc->flags & UFFDX_SCAN_BITMAP) {
 		/* The bitmap covers out_len * 8 pages at most. */
 		if (!check_mul_overflow(sc->out_len, (u64)8, &pages) &&
@@ -655,8 +692,7 @@ static long uffdx_wp_scan(struct uffdx_ctx *ctx, struct uffdx_scan *sc,
 		if (uffdx_scan_flush(st))
 			ret = -EFAULT;
 	}
-	if (st->rearm_lo < st->rearm_hi)
-		uffdx_wp_mappings(region, st->rearm_lo, st->rearm_hi);
+	uffdx_wp_span_flush(region, &st->span);
 
 	sc->scanned = (u64)(min(st->pos, st->end) - st->start) << PAGE_SHIFT;
 	if (!(sc->flags & UFFDX_SCAN_BITMAP) && st->pos >= st->end)
