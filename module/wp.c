@@ -34,24 +34,49 @@ static bool uffdx_wp_sync(const struct uffdx_region *region)
 	return region->wp_mode == UFFDX_REGION_CREATE_WP;
 }
 
+/* Slots given to one page-table walk: a bounded stretch, then a resched. */
+#define UFFDX_WP_WALK		(8 * PAGE_SIZE)
+
 /*
  * Take write permission away from every mapping of [@start, @end) of
  * @region: CPU PTEs and, through the mmu notifiers the helpers fire,
  * secondary MMUs.  wp_shared_mapping_range() walks only the page tables
- * that exist, one TLB flush per VMA; without it, a zap does the same (the
- * pages fault back in read-only).
+ * that exist, one TLB flush per VMA and stretch; then the same stretch is
+ * cleaned (clean_record_shared_mapping_range()), because a read-only but
+ * dirty PTE of a write-notify mapping is made writable again by mprotect()
+ * without a fault (can_change_pte_writable()).  Without those helpers, or
+ * without memory for the walk's bitmap, a zap does the same: the pages
+ * fault back in read-only and clean.
  */
 static void uffdx_wp_mappings(struct uffdx_region *region, pgoff_t start,
 			      pgoff_t end)
 {
 	struct address_space *mapping = region->inode->i_mapping;
+#ifdef UFFDX_HAVE_WP_SHARED_MAPPING_RANGE
+	unsigned long *dirty;
+	pgoff_t n, lo, hi;
 
 	if (start >= end)
 		return;
-#ifdef UFFDX_HAVE_WP_SHARED_MAPPING_RANGE
-	wp_shared_mapping_range(mapping, start, end - start);
+	dirty = bitmap_zalloc(min_t(pgoff_t, end - start, UFFDX_WP_WALK),
+			      GFP_KERNEL);
+	if (!dirty) {
+		uffdx_unmap_pages(mapping, start, end - start);
+		return;
+	}
+	for (; start < end; start += n) {
+		n = min_t(pgoff_t, end - start, UFFDX_WP_WALK);
+		wp_shared_mapping_range(mapping, start, n);
+		lo = 0;
+		hi = 0;
+		clean_record_shared_mapping_range(mapping, start, n, start,
+						  dirty, &lo, &hi);
+		cond_resched();
+	}
+	bitmap_free(dirty);
 #else
-	uffdx_unmap_pages(mapping, start, end - start);
+	if (start < end)
+		uffdx_unmap_pages(mapping, start, end - start);
 #endif
 }
 
@@ -65,7 +90,11 @@ static void uffdx_wp_mappings(struct uffdx_region *region, pgoff_t start,
 
 struct uffdx_wp_span {
 	pgoff_t lo, hi;		/* [lo, hi), empty if hi == lo */
+	bool record_pins;	/* SCAN: pinned pages stay "written" */
 };
+
+static void uffdx_wp_record_pins(struct uffdx_region *region, pgoff_t start,
+				 pgoff_t end);
 
 static void uffdx_wp_span_flush(struct uffdx_region *region,
 				struct uffdx_wp_span *span)
@@ -73,6 +102,8 @@ static void uffdx_wp_span_flush(struct uffdx_region *region,
 	if (span->hi > span->lo) {
 		smp_mb();	/* uffdx_wp_quiesce()'s tests, before the walk */
 		uffdx_wp_mappings(region, span->lo, span->hi);
+		if (span->record_pins)
+			uffdx_wp_record_pins(region, span->lo, span->hi);
 	}
 	span->lo = 0;
 	span->hi = 0;
@@ -148,6 +179,8 @@ static pgoff_t uffdx_wp_first_pinned(struct uffdx_region *region,
 	pgoff_t found = end;
 	void *entry;
 
+	/* GUP-fast pins, then re-checks the PTE: test after the walk. */
+	smp_mb();
 	rcu_read_lock();
 	xas_for_each(&xas, entry, end - 1) {
 		if (xas_retry(&xas, entry) || xa_is_value(entry))
@@ -160,6 +193,27 @@ static pgoff_t uffdx_wp_first_pinned(struct uffdx_region *region,
 	}
 	rcu_read_unlock();
 	return found;
+}
+
+/*
+ * SCAN, after re-arming [@start, @end): a page pinned through a writable
+ * PTE before the walk may still be written by its device, without a
+ * fault; record it written, so that the next scan reports it again.
+ */
+static void uffdx_wp_record_pins(struct uffdx_region *region, pgoff_t start,
+				 pgoff_t end)
+{
+	pgoff_t index = start;
+
+	for (;;) {
+		index = uffdx_wp_first_pinned(region, index, end);
+		if (index >= end)
+			break;
+		spin_lock(&region->wp_lock);
+		__set_bit(index, region->flags[UFFDX_SF_WRITTEN]);
+		spin_unlock(&region->wp_lock);
+		index++;
+	}
 }
 
 /* The flag bitmaps of @region's mode, allocated; region->lock held. */
@@ -177,7 +231,8 @@ static int uffdx_wp_bitmaps(struct uffdx_region *region)
 {
 	int ret;
 
-	mutex_lock(&region->lock);
+	if (mutex_lock_killable(&region->lock))
+		return -EINTR;
 	ret = uffdx_wp_bitmaps_locked(region);
 	mutex_unlock(&region->lock);
 	return ret;
@@ -192,7 +247,7 @@ static int uffdx_wp_bitmaps(struct uffdx_region *region)
 static int uffdx_wp_protect(struct uffdx_region *region, pgoff_t start,
 			    pgoff_t end, pgoff_t *done)
 {
-	struct uffdx_wp_span span = { 0, 0 };
+	struct uffdx_wp_span span = { };
 	pgoff_t index = start, next, stop;
 	int ret;
 
@@ -200,17 +255,19 @@ static int uffdx_wp_protect(struct uffdx_region *region, pgoff_t start,
 	if (ret)
 		goto out;
 	while (index < end) {
-		if (fatal_signal_pending(current)) {
-			ret = -EINTR;
-			break;
-		}
 		next = min_t(pgoff_t, end, index + UFFDX_WP_BATCH);
 		stop = next;
 		if (uffdx_wp_sync(region))
 			stop = uffdx_wp_first_pinned(region, index, next);
+		/* region->lock: a MOVE checks and carries the bits under it. */
+		if (mutex_lock_killable(&region->lock)) {
+			ret = -EINTR;
+			break;
+		}
 		spin_lock(&region->wp_lock);
 		bitmap_set(region->flags[UFFDX_SF_WP], index, stop - index);
 		spin_unlock(&region->wp_lock);
+		mutex_unlock(&region->lock);
 		uffdx_wp_quiesce(region, index, stop, NULL, &span);
 		index = stop;
 		if (stop < next) {
@@ -220,6 +277,26 @@ static int uffdx_wp_protect(struct uffdx_region *region, pgoff_t start,
 		cond_resched();
 	}
 	uffdx_wp_span_flush(region, &span);
+
+	/*
+	 * A pin taken through a writable PTE before the walk would let the
+	 * device write a protected page unseen: look again now that no PTE
+	 * of the range is writable (as MOVE does after its zap), and give
+	 * back the protection from the first pinned page on.
+	 */
+	if (uffdx_wp_sync(region) && index > start) {
+		stop = uffdx_wp_first_pinned(region, start, index);
+		if (stop < index) {
+			mutex_lock(&region->lock);
+			spin_lock(&region->wp_lock);
+			uffdx_slot_clear(region, UFFDX_SF_WP, stop, index);
+			spin_unlock(&region->wp_lock);
+			mutex_unlock(&region->lock);
+			uffdx_wake_wp_range(region, stop, index);
+			index = stop;
+			ret = -EBUSY;
+		}
+	}
 out:
 	*done = index - start;
 	return ret;
@@ -246,7 +323,7 @@ static void uffdx_wp_unprotect(struct uffdx_region *region, pgoff_t start,
 	}
 	/* Pairs with the waiter's check after queueing (fault.c). */
 	if (wake && uffdx_wp_sync(region))
-		uffdx_wake_range(region->ctx, region, start, end);
+		uffdx_wake_wp_range(region, start, end);
 }
 
 /* WRITEPROTECT by region: the range op (region.c, resolve.c). */
@@ -269,27 +346,48 @@ bool uffdx_wp_must_wait(struct uffdx_region *region, pgoff_t index)
 	       uffdx_slot_test(region, UFFDX_SF_WP, index);
 }
 
-/* A fill published a page at @index: in an async region it is written. */
+/*
+ * A fill published a page at @index.  In an async region, a fill into a
+ * protected hole is a write like any other: recorded, protection taken
+ * (an unprotected slot is not being tracked).  In a sync region the new
+ * page keeps its protection.
+ */
 void uffdx_wp_filled(struct uffdx_region *region, pgoff_t index)
 {
-	if (uffdx_wp_sync(region) ||
-	    !uffdx_slot_flags(region, UFFDX_SF_WRITTEN))
+	if (uffdx_wp_sync(region) || !uffdx_slot_flags(region, UFFDX_SF_WP))
 		return;
 	spin_lock(&region->wp_lock);
-	__set_bit(index, region->flags[UFFDX_SF_WRITTEN]);
+	if (__test_and_clear_bit(index, region->flags[UFFDX_SF_WP]))
+		__set_bit(index, region->flags[UFFDX_SF_WRITTEN]);
 	spin_unlock(&region->wp_lock);
+}
+
+/*
+ * Before a MOVE group from @src to @dst collects (both region locks held,
+ * no page lock yet): if protection can travel, make sure the destination
+ * has the bitmaps for it, so that nothing is allocated under page locks.
+ */
+int uffdx_wp_move_prepare(struct uffdx_region *dst, struct uffdx_region *src)
+{
+	lockdep_assert_held(&dst->lock);
+	if (!src->wp_mode || src->wp_mode != dst->wp_mode ||
+	    !uffdx_slot_flags(src, UFFDX_SF_WP))
+		return 0;
+	return uffdx_wp_bitmaps_locked(dst);
 }
 
 /*
  * May the entry at slot @s of @src (ULONG_MAX: a hole) move to the hole
  * @d of @dst?  A protected hole counts as populated (-EEXIST, as for
  * UFFDIO_MOVE); protection or a written record can only go to a region
- * of the same mode (-EINVAL), whose bitmaps are made ready for it here
- * (-ENOMEM).  Both region locks are held.
+ * of the same mode (-EINVAL).  Both region locks are held, which PROTECT
+ * and SCAN take to set bits, so the answer holds until the entry moves
+ * (page_mkwrite, which turns WP into WRITTEN, waits for the page lock).
  */
 int uffdx_wp_move_check(struct uffdx_region *dst, pgoff_t d,
 			struct uffdx_region *src, pgoff_t s)
 {
+	lockdep_assert_held(&src->lock);
 	lockdep_assert_held(&dst->lock);
 	if (dst->wp_mode && uffdx_slot_test(dst, UFFDX_SF_WP, d))
 		return -EEXIST;
@@ -300,7 +398,11 @@ int uffdx_wp_move_check(struct uffdx_region *dst, pgoff_t d,
 		return 0;
 	if (src->wp_mode != dst->wp_mode)
 		return -EINVAL;
-	return uffdx_wp_bitmaps_locked(dst);
+	/* uffdx_wp_move_prepare() allocated them, or failed the group */
+	if (!dst->flags[UFFDX_SF_WP] ||
+	    (!uffdx_wp_sync(dst) && !dst->flags[UFFDX_SF_WRITTEN]))
+		return -ENOMEM;
+	return 0;
 }
 
 /*
@@ -323,16 +425,16 @@ void uffdx_wp_move(struct uffdx_region *dst, pgoff_t d,
 	spin_unlock(&src->wp_lock);
 	if (!wp && !written)
 		return;
-	/* Same mode, bitmaps allocated: uffdx_wp_move_check(). */
+	/* Same mode, bitmaps allocated: uffdx_wp_move_check() said so. */
 	spin_lock(&dst->wp_lock);
-	if (wp)
+	if (wp && !WARN_ON_ONCE(!dst->flags[UFFDX_SF_WP]))
 		__set_bit(d, dst->flags[UFFDX_SF_WP]);
-	if (written)
+	if (written && !WARN_ON_ONCE(!dst->flags[UFFDX_SF_WRITTEN]))
 		__set_bit(d, dst->flags[UFFDX_SF_WRITTEN]);
 	spin_unlock(&dst->wp_lock);
 	/* A writer asleep on the source slot now writes to a hole. */
 	if (wp && uffdx_wp_sync(src))
-		uffdx_wake_range(src->ctx, src, s, s + 1);
+		uffdx_wake_wp_range(src, s, s + 1);
 }
 
 /*
@@ -560,8 +662,9 @@ static int uffdx_scan_batch(struct uffdx_scan_state *st, pgoff_t n)
 {
 	struct uffdx_region *region = st->region;
 	bool rearm = st->sc->flags & UFFDX_SCAN_REARM;
+	pgoff_t i = st->pos, covered, b, reported;
 	unsigned long *written, *wp;
-	pgoff_t i = st->pos, covered, b;
+	u64 visible, nr_out;
 
 	uffdx_scan_pins(st, i, n);
 
@@ -576,33 +679,52 @@ static int uffdx_scan_batch(struct uffdx_scan_state *st, pgoff_t n)
 	bitmap_or(st->rep, st->rep, st->pinned, n);
 
 	/* Report. */
+	visible = st->visible;
+	nr_out = st->nr_out;
 	if (st->sc->flags & UFFDX_SCAN_BITMAP) {
 		if (uffdx_scan_bitmap(st, i, n))
 			return -EFAULT;
 		covered = n;
 	} else {
 		covered = uffdx_scan_ranges(st, i, n);
-		if (covered == ULONG_MAX)
+		if (covered == ULONG_MAX || uffdx_scan_flush(st)) {
+			/* nothing of this batch is taken: it is not reported */
+			st->visible = visible;
 			return -EFAULT;
-		if (uffdx_scan_flush(st))
-			return -EFAULT;
+		}
 	}
 	if (covered < n)
 		bitmap_clear(st->rep, covered, n - covered);
-	st->written += bitmap_weight(st->rep, n);
-	st->pos = i + covered;
+	reported = bitmap_weight(st->rep, n);
 
-	/* Commit: the reported records are taken, and re-armed. */
-	if (rearm && !bitmap_empty(st->rep, n)) {
+	/*
+	 * Commit: the reported records are taken, and re-armed, under
+	 * region->lock (a MOVE checks and carries bits under it).  A slot
+	 * whose record went meanwhile (DISCARD, MOVE) is left alone; a
+	 * pinned page is re-armed if it is still there.
+	 */
+	if (rearm && reported) {
+		if (mutex_lock_killable(&region->lock)) {
+			st->visible = visible;
+			st->nr_out = nr_out;
+			return -EINTR;
+		}
 		spin_lock(&region->wp_lock);
 		wp = region->flags[UFFDX_SF_WP];
 		for_each_set_bit(b, st->rep, n) {
-			__clear_bit(i + b, written);
-			__set_bit(i + b, wp);
+			if (__test_and_clear_bit(i + b, written) ||
+			    (test_bit(b, st->pinned) &&
+			     xa_load(&region->pages, i + b)))
+				__set_bit(i + b, wp);
+			else
+				__clear_bit(b, st->rep);
 		}
 		spin_unlock(&region->wp_lock);
+		mutex_unlock(&region->lock);
 		uffdx_wp_quiesce(region, i, i + n, st->rep, &st->span);
 	}
+	st->written += reported;
+	st->pos = i + covered;
 	return covered < n ? 1 : 0;
 }
 
@@ -656,6 +778,7 @@ static long uffdx_wp_scan(struct uffdx_ctx *ctx, struct uffdx_scan *sc,
 		ret = -ENOMEM;
 		goto out_put;
 	}
+	st->span.record_pins = true;
 	st->region = region;
 	st->sc = sc;
 	st->start = sc->offset >> PAGE_SHIFT;
