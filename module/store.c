@@ -510,7 +510,8 @@ int uffdx_store_fill(struct uffdx_region *region, enum uffdx_fill_kind kind,
 			uffdx_drop_entry(ctx, entry);
 			break;
 		}
-		if (region->wp_mode)
+		/* Poison is not a write: its slot keeps its state. */
+		if (region->wp_mode && kind != UFFDX_FILL_POISON)
 			uffdx_wp_filled(region, index);
 		if ((index - start) % UFFDX_BATCH == UFFDX_BATCH - 1)
 			cond_resched();
