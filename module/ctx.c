@@ -140,6 +140,7 @@ union uffdx_ioctl_arg {
 	struct uffdx_scan scan;
 };
 
+/* An ioctl's argument sizes, and the features of which it needs one. */
 struct uffdx_ioctl_desc {
 	size_t min_size;
 	size_t size;
@@ -161,7 +162,8 @@ static const struct uffdx_ioctl_desc uffdx_ctx_ioctls[] = {
 	UFFDX_IOCTL_DESC(_UFFDX_ZERO, struct uffdx_range, UFFDX_FEATURE_MISSING),
 	UFFDX_IOCTL_DESC(_UFFDX_POISON, struct uffdx_range,
 			 UFFDX_FEATURE_POISON),
-	UFFDX_IOCTL_DESC(_UFFDX_WAKE, struct uffdx_range, UFFDX_FEATURE_MISSING),
+	UFFDX_IOCTL_DESC(_UFFDX_WAKE, struct uffdx_range,
+			 UFFDX_FEATURE_MISSING | UFFDX_FEATURE_WP),
 	UFFDX_IOCTL_DESC(_UFFDX_DISCARD, struct uffdx_range,
 			 UFFDX_FEATURE_REGIONS),
 	UFFDX_IOCTL_DESC(_UFFDX_MOVE, struct uffdx_move, UFFDX_FEATURE_MOVE),
@@ -170,7 +172,7 @@ static const struct uffdx_ioctl_desc uffdx_ctx_ioctls[] = {
 	UFFDX_IOCTL_DESC(_UFFDX_MOVE_VEC, struct uffdx_move_vec,
 			 UFFDX_FEATURE_MOVE),
 	UFFDX_IOCTL_DESC(_UFFDX_RESOLVE, struct uffdx_resolve,
-			 UFFDX_FEATURE_MISSING),
+			 UFFDX_FEATURE_MISSING | UFFDX_FEATURE_WP),
 	UFFDX_IOCTL_DESC(_UFFDX_WRITEPROTECT, struct uffdx_range,
 			 UFFDX_FEATURE_WP),
 	UFFDX_IOCTL_DESC(_UFFDX_WRITEPROTECT_ADDR,
@@ -188,7 +190,7 @@ static u64 uffdx_ioctls_for(u64 features)
 	for (nr = 0; nr < ARRAY_SIZE(uffdx_ctx_ioctls); nr++) {
 		const struct uffdx_ioctl_desc *d = &uffdx_ctx_ioctls[nr];
 
-		if (d->size && (d->feature & features) == d->feature)
+		if (d->size && (d->feature & features))
 			ioctls |= BIT_ULL(nr);
 	}
 	return ioctls;

@@ -25,7 +25,7 @@
  */
 static void uffdx_wake_list(struct uffdx_ctx *ctx, struct list_head *list,
 			    struct uffdx_region *region, pgoff_t start,
-			    pgoff_t end)
+			    pgoff_t end, bool wp_only)
 {
 	struct uffdx_fault_waiter *w, *tmp;
 
@@ -33,6 +33,8 @@ static void uffdx_wake_list(struct uffdx_ctx *ctx, struct list_head *list,
 	list_for_each_entry_safe(w, tmp, list, node) {
 		if (region && (w->region != region || w->index < start ||
 			       w->index >= end))
+			continue;
+		if (wp_only && !w->wp)
 			continue;
 		wake_up_process(w->task);
 		list_del_init_careful(&w->node);
@@ -43,8 +45,24 @@ void uffdx_wake_range(struct uffdx_ctx *ctx, struct uffdx_region *region,
 		      pgoff_t start, pgoff_t end)
 {
 	spin_lock(&ctx->fault_lock);
-	uffdx_wake_list(ctx, &ctx->fault_pending, region, start, end);
-	uffdx_wake_list(ctx, &ctx->fault_delivered, region, start, end);
+	uffdx_wake_list(ctx, &ctx->fault_pending, region, start, end, false);
+	uffdx_wake_list(ctx, &ctx->fault_delivered, region, start, end, false);
+	spin_unlock(&ctx->fault_lock);
+}
+
+/*
+ * Wake only the writers asleep on write protection in [@start, @end) of
+ * @region (protection went away under them): a missing fault there still
+ * waits for its fill, and waking it would only queue its event again.
+ */
+void uffdx_wake_wp_range(struct uffdx_region *region, pgoff_t start,
+			 pgoff_t end)
+{
+	struct uffdx_ctx *ctx = region->ctx;
+
+	spin_lock(&ctx->fault_lock);
+	uffdx_wake_list(ctx, &ctx->fault_pending, region, start, end, true);
+	uffdx_wake_list(ctx, &ctx->fault_delivered, region, start, end, true);
 	spin_unlock(&ctx->fault_lock);
 }
 
@@ -159,8 +177,8 @@ void uffdx_release_waiters(struct uffdx_ctx *ctx)
 {
 	spin_lock(&ctx->fault_lock);
 	WRITE_ONCE(ctx->released, true);
-	uffdx_wake_list(ctx, &ctx->fault_pending, NULL, 0, 0);
-	uffdx_wake_list(ctx, &ctx->fault_delivered, NULL, 0, 0);
+	uffdx_wake_list(ctx, &ctx->fault_pending, NULL, 0, 0, false);
+	uffdx_wake_list(ctx, &ctx->fault_delivered, NULL, 0, 0, false);
 	spin_unlock(&ctx->fault_lock);
 }
 
@@ -223,6 +241,7 @@ static vm_fault_t uffdx_handle_userfault(struct uffdx_region *region,
 	w.mm = vmf->vma->vm_mm;
 	w.region = region;
 	w.index = vmf->pgoff;
+	w.wp = wp;
 	w.event = (struct uffdx_event) {
 		.type = UFFDX_EVENT_PAGEFAULT,
 		.flags = (vmf->flags & FAULT_FLAG_WRITE ? UFFDX_PF_WRITE : 0) |
@@ -339,7 +358,13 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 				return uffdx_handle_userfault(region, vmf,
 							      true);
 			}
-			uffdx_fault_around(region, vmf);
+			/*
+			 * In a write-protect region a write faults page by
+			 * page anyway (write notify): map around reads only,
+			 * as the page cache does.
+			 */
+			if (!(write && region->wp_mode))
+				uffdx_fault_around(region, vmf);
 			vmf->page = page;
 			return VM_FAULT_LOCKED;
 		}

@@ -389,6 +389,13 @@ static void uffdx_move_group_run(struct uffdx_move_group *g)
 			g->pieces[i].err = -EINTR;
 		return;
 	}
+	/* Bitmaps for write-protect state, before any page is locked. */
+	if (uffdx_wp_move_prepare(g->dst, g->src)) {
+		uffdx_move_unlock(g->src, g->dst);
+		for (i = 0; i < g->nr_pieces; i++)
+			g->pieces[i].err = -ENOMEM;
+		return;
+	}
 	for (i = 0; i < g->nr_pieces; i++) {
 		pgoff_t plo = ULONG_MAX, phi = 0;
 

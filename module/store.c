@@ -272,6 +272,17 @@ static void uffdx_remove_batch(struct uffdx_region *region, pgoff_t start,
 
 	lockdep_assert_held(&region->lock);
 
+	/*
+	 * Discard drops write protection and the written record, first: a
+	 * fill or write fault that lands in a slot once it is empty comes
+	 * after the discard, and keeps its record.
+	 */
+	if (region->wp_mode) {
+		spin_lock(&region->wp_lock);
+		uffdx_slot_clear(region, UFFDX_SF_WP, start, end);
+		uffdx_slot_clear(region, UFFDX_SF_WRITTEN, start, end);
+		spin_unlock(&region->wp_lock);
+	}
 	xa_for_each_range(&region->pages, index, entry, start, end - 1) {
 		/* Callers pass at most a batch. */
 		if (!xa_is_value(entry) && WARN_ON_ONCE(nr == UFFDX_BATCH))
@@ -281,13 +292,6 @@ static void uffdx_remove_batch(struct uffdx_region *region, pgoff_t start,
 		if (!xa_is_value(entry))
 			pages[nr++] = entry;
 	}
-	/* Discard drops write protection and the written record. */
-	if (region->wp_mode) {
-		spin_lock(&region->wp_lock);
-		uffdx_slot_clear(region, UFFDX_SF_WP, start, end);
-		uffdx_slot_clear(region, UFFDX_SF_WRITTEN, start, end);
-		spin_unlock(&region->wp_lock);
-	}
 	for (i = 0; i < nr; i++) {
 		lock_page(pages[i]);
 		unlock_page(pages[i]);
@@ -296,6 +300,9 @@ static void uffdx_remove_batch(struct uffdx_region *region, pgoff_t start,
 		uffdx_unmap_pages(region->inode->i_mapping, start, end - start);
 	for (i = 0; i < nr; i++)
 		uffdx_free_page(region->ctx, pages[i]);
+	/* Writers asleep on protection that is gone: their slots are holes. */
+	if (region->wp_mode == UFFDX_REGION_CREATE_WP)
+		uffdx_wake_wp_range(region, start, end);
 }
 
 /* DISCARD: [@start, @end) become holes; *@done counts the slots handled. */
@@ -503,7 +510,8 @@ int uffdx_store_fill(struct uffdx_region *region, enum uffdx_fill_kind kind,
 			uffdx_drop_entry(ctx, entry);
 			break;
 		}
-		if (region->wp_mode)
+		/* Poison is not a write: its slot keeps its state. */
+		if (region->wp_mode && kind != UFFDX_FILL_POISON)
 			uffdx_wp_filled(region, index);
 		if ((index - start) % UFFDX_BATCH == UFFDX_BATCH - 1)
 			cond_resched();

@@ -192,6 +192,7 @@ struct uffdx_fault_waiter {
 	struct mm_struct *mm;		/* the faulting mm (GUP: not ours) */
 	struct uffdx_region *region;
 	pgoff_t index;
+	bool wp;			/* a write to a protected page */
 	u64 seq;
 	struct uffdx_event event;
 };
@@ -294,6 +295,7 @@ long uffdx_wp_ioctl(struct uffdx_ctx *ctx, unsigned int nr, void *karg,
 		    void __user *uarg);
 bool uffdx_wp_must_wait(struct uffdx_region *region, pgoff_t index);
 void uffdx_wp_filled(struct uffdx_region *region, pgoff_t index);
+int uffdx_wp_move_prepare(struct uffdx_region *dst, struct uffdx_region *src);
 int uffdx_wp_move_check(struct uffdx_region *dst, pgoff_t d,
 			struct uffdx_region *src, pgoff_t s);
 void uffdx_wp_move(struct uffdx_region *dst, pgoff_t d,
@@ -308,6 +310,8 @@ extern const struct vm_operations_struct uffdx_vm_ops;
 extern const struct vm_operations_struct uffdx_wp_vm_ops;
 void uffdx_wake_range(struct uffdx_ctx *ctx, struct uffdx_region *region,
 		      pgoff_t start, pgoff_t end);
+void uffdx_wake_wp_range(struct uffdx_region *region, pgoff_t start,
+			 pgoff_t end);
 void uffdx_release_waiters(struct uffdx_ctx *ctx);
 void uffdx_map_and_wake(struct uffdx_ctx *ctx, struct uffdx_region *region,
 			pgoff_t start, pgoff_t end);

@@ -34,77 +34,186 @@ static bool uffdx_wp_sync(const struct uffdx_region *region)
 	return region->wp_mode == UFFDX_REGION_CREATE_WP;
 }
 
+/* Slots given to one page-table walk: a bounded stretch, then a resched. */
+#define UFFDX_WP_WALK		(8 * PAGE_SIZE)
+
 /*
  * Take write permission away from every mapping of [@start, @end) of
  * @region: CPU PTEs and, through the mmu notifiers the helpers fire,
  * secondary MMUs.  wp_shared_mapping_range() walks only the page tables
- * that exist, one TLB flush per VMA; without it, a zap does the same (the
- * pages fault back in read-only).
+ * that exist, one TLB flush per VMA and stretch; then the same stretch is
+ * cleaned (clean_record_shared_mapping_range()), because a read-only but
+ * dirty PTE of a write-notify mapping is made writable again by mprotect()
+ * without a fault (can_change_pte_writable()).  Without those helpers, or
+ * without memory for the walk's bitmap, a zap does the same: the pages
+ * fault back in read-only and clean.
  */
 static void uffdx_wp_mappings(struct uffdx_region *region, pgoff_t start,
 			      pgoff_t end)
 {
 	struct address_space *mapping = region->inode->i_mapping;
+#ifdef UFFDX_HAVE_WP_SHARED_MAPPING_RANGE
+	unsigned long *dirty;
+	pgoff_t n, lo, hi;
 
 	if (start >= end)
 		return;
-#ifdef UFFDX_HAVE_WP_SHARED_MAPPING_RANGE
-	wp_shared_mapping_range(mapping, start, end - start);
+	dirty = bitmap_zalloc(min_t(pgoff_t, end - start, UFFDX_WP_WALK),
+			      GFP_KERNEL);
+	if (!dirty) {
+		uffdx_unmap_pages(mapping, start, end - start);
+		return;
+	}
+	for (; start < end; start += n) {
+		n = min_t(pgoff_t, end - start, UFFDX_WP_WALK);
+		wp_shared_mapping_range(mapping, start, n);
+		lo = 0;
+		hi = 0;
+		clean_record_shared_mapping_range(mapping, start, n, start,
+						  dirty, &lo, &hi);
+		cond_resched();
+	}
+	bitmap_free(dirty);
 #else
-	uffdx_unmap_pages(mapping, start, end - start);
+	if (start < end)
+		uffdx_unmap_pages(mapping, start, end - start);
 #endif
 }
 
 /*
- * Wait out every page_mkwrite of [@start, @end) that checked the WP flag
- * before the caller set it and may be installing a writable PTE: it holds
- * the page lock until the PTE is in (the core unlocks after it), so taking
- * and dropping each present page's lock is enough.  @only, if set, limits
- * this to the batch's slots set in it (relative to @start).
+ * The span of slots whose mappings are still to be write-protected: runs
+ * of present pages closer than UFFDX_WP_GAP slots share one walk, farther
+ * ones get their own, so that a sparse range does not walk every PTE
+ * table in between and a dense one is one invalidation.
  */
-static void uffdx_wp_cycle(struct uffdx_region *region, pgoff_t start,
-			   pgoff_t end, const unsigned long *only)
-{
-	unsigned long index;
-	struct page *page;
-	void *entry;
+#define UFFDX_WP_GAP		64
 
-	xa_for_each_range(&region->pages, index, entry, start, end - 1) {
-		if (xa_is_value(entry))
-			continue;
-		if (only && !test_bit(index - start, only))
-			continue;
-		page = uffdx_store_lock(region, index, true, NULL);
-		if (!page)
-			continue;
-		unlock_page(page);
-		put_page(page);
+struct uffdx_wp_span {
+	pgoff_t lo, hi;		/* [lo, hi), empty if hi == lo */
+	bool record_pins;	/* SCAN: pinned pages stay "written" */
+};
+
+static void uffdx_wp_record_pins(struct uffdx_region *region, pgoff_t start,
+				 pgoff_t end);
+
+static void uffdx_wp_span_flush(struct uffdx_region *region,
+				struct uffdx_wp_span *span)
+{
+	if (span->hi > span->lo) {
+		smp_mb();	/* uffdx_wp_quiesce()'s tests, before the walk */
+		uffdx_wp_mappings(region, span->lo, span->hi);
+		if (span->record_pins)
+			uffdx_wp_record_pins(region, span->lo, span->hi);
 	}
+	span->lo = 0;
+	span->hi = 0;
 }
 
-/* Sync protection: the first page of [@start, @end) pinned for DMA, or @end. */
+/* Add @index; false if the span must be flushed first. */
+static bool uffdx_wp_span_add(struct uffdx_wp_span *span, pgoff_t index)
+{
+	if (span->hi > span->lo && index >= span->hi + UFFDX_WP_GAP)
+		return false;
+	if (span->hi == span->lo)
+		span->lo = index;
+	span->hi = index + 1;
+	return true;
+}
+
+/*
+ * Wait out every page_mkwrite of [@start, @end) that read the WP flag
+ * before the caller set it and may still be installing a writable PTE,
+ * and add the present pages to @span.  Such a page_mkwrite took the page
+ * lock before it took wp_lock, which the caller has taken since (to set
+ * the flag): so its page is seen locked here, and waited for, unless it is
+ * done, and then its PTE is in.  The barrier in uffdx_wp_span_flush()
+ * orders these tests before the page-table walk, which therefore sees
+ * that PTE.  Unlocked pages cost a flag test, not a lock.  @only, if set,
+ * limits this to the slots set in it (relative to @start).
+ */
+static void uffdx_wp_quiesce(struct uffdx_region *region, pgoff_t start,
+			     pgoff_t end, const unsigned long *only,
+			     struct uffdx_wp_span *span)
+{
+	XA_STATE(xas, &region->pages, start);
+	struct page *page;
+	pgoff_t index;
+	void *entry;
+
+	rcu_read_lock();
+	xas_for_each(&xas, entry, end - 1) {
+		if (xas_retry(&xas, entry) || xa_is_value(entry))
+			continue;
+		index = xas.xa_index;
+		if (only && !test_bit(index - start, only))
+			continue;
+		if (uffdx_wp_span_add(span, index) &&
+		    !PageLocked((struct page *)entry))
+			continue;
+		xas_pause(&xas);
+		rcu_read_unlock();
+		if (span->hi != index + 1) {
+			/* far from the span: its pages are done, walk them */
+			uffdx_wp_span_flush(region, span);
+			uffdx_wp_span_add(span, index);
+		}
+		page = uffdx_store_lock(region, index, true, NULL);
+		if (page) {
+			unlock_page(page);
+			put_page(page);
+		}
+		rcu_read_lock();
+	}
+	rcu_read_unlock();
+}
+
+/*
+ * Sync protection: the first page of [@start, @end) that may be pinned
+ * for DMA, or @end.  No reference is taken: the test reads the page's
+ * count, and a page still in its slot after the read was the store's.
+ */
 static pgoff_t uffdx_wp_first_pinned(struct uffdx_region *region,
 				     pgoff_t start, pgoff_t end)
 {
-	unsigned long index;
+	XA_STATE(xas, &region->pages, start);
 	pgoff_t found = end;
-	struct page *page;
 	void *entry;
 
-	xa_for_each_range(&region->pages, index, entry, start, end - 1) {
-		if (xa_is_value(entry))
+	/* GUP-fast pins, then re-checks the PTE: test after the walk. */
+	smp_mb();
+	rcu_read_lock();
+	xas_for_each(&xas, entry, end - 1) {
+		if (xas_retry(&xas, entry) || xa_is_value(entry))
 			continue;
-		page = uffdx_store_get(region, index);
-		if (!page || xa_is_value(page))
-			continue;
-		/* Our own reference is not a pin: the test counts pins. */
-		if (uffdx_page_maybe_dma_pinned(page))
-			found = index;
-		put_page(page);
-		if (found != end)
+		if (uffdx_page_maybe_dma_pinned(entry) &&
+		    xas_reload(&xas) == entry) {
+			found = xas.xa_index;
 			break;
+		}
 	}
+	rcu_read_unlock();
 	return found;
+}
+
+/*
+ * SCAN, after re-arming [@start, @end): a page pinned through a writable
+ * PTE before the walk may still be written by its device, without a
+ * fault; record it written, so that the next scan reports it again.
+ */
+static void uffdx_wp_record_pins(struct uffdx_region *region, pgoff_t start,
+				 pgoff_t end)
+{
+	pgoff_t index = start;
+
+	for (;;) {
+		index = uffdx_wp_first_pinned(region, index, end);
+		if (index >= end)
+			break;
+		spin_lock(&region->wp_lock);
+		__set_bit(index, region->flags[UFFDX_SF_WRITTEN]);
+		spin_unlock(&region->wp_lock);
+		index++;
+	}
 }
 
 /* The flag bitmaps of @region's mode, allocated; region->lock held. */
@@ -122,7 +231,8 @@ static int uffdx_wp_bitmaps(struct uffdx_region *region)
 {
 	int ret;
 
-	mutex_lock(&region->lock);
+	if (mutex_lock_killable(&region->lock))
+		return -EINTR;
 	ret = uffdx_wp_bitmaps_locked(region);
 	mutex_unlock(&region->lock);
 	return ret;
@@ -137,6 +247,7 @@ static int uffdx_wp_bitmaps(struct uffdx_region *region)
 static int uffdx_wp_protect(struct uffdx_region *region, pgoff_t start,
 			    pgoff_t end, pgoff_t *done)
 {
+	struct uffdx_wp_span span = { };
 	pgoff_t index = start, next, stop;
 	int ret;
 
@@ -144,18 +255,20 @@ static int uffdx_wp_protect(struct uffdx_region *region, pgoff_t start,
 	if (ret)
 		goto out;
 	while (index < end) {
-		if (fatal_signal_pending(current)) {
-			ret = -EINTR;
-			break;
-		}
 		next = min_t(pgoff_t, end, index + UFFDX_WP_BATCH);
 		stop = next;
 		if (uffdx_wp_sync(region))
 			stop = uffdx_wp_first_pinned(region, index, next);
+		/* region->lock: a MOVE checks and carries the bits under it. */
+		if (mutex_lock_killable(&region->lock)) {
+			ret = -EINTR;
+			break;
+		}
 		spin_lock(&region->wp_lock);
 		bitmap_set(region->flags[UFFDX_SF_WP], index, stop - index);
 		spin_unlock(&region->wp_lock);
-		uffdx_wp_cycle(region, index, stop, NULL);
+		mutex_unlock(&region->lock);
+		uffdx_wp_quiesce(region, index, stop, NULL, &span);
 		index = stop;
 		if (stop < next) {
 			ret = -EBUSY;
@@ -163,7 +276,27 @@ static int uffdx_wp_protect(struct uffdx_region *region, pgoff_t start,
 		}
 		cond_resched();
 	}
-	uffdx_wp_mappings(region, start, index);
+	uffdx_wp_span_flush(region, &span);
+
+	/*
+	 * A pin taken through a writable PTE before the walk would let the
+	 * device write a protected page unseen: look again now that no PTE
+	 * of the range is writable (as MOVE does after its zap), and give
+	 * back the protection from the first pinned page on.
+	 */
+	if (uffdx_wp_sync(region) && index > start) {
+		stop = uffdx_wp_first_pinned(region, start, index);
+		if (stop < index) {
+			mutex_lock(&region->lock);
+			spin_lock(&region->wp_lock);
+			uffdx_slot_clear(region, UFFDX_SF_WP, stop, index);
+			spin_unlock(&region->wp_lock);
+			mutex_unlock(&region->lock);
+			uffdx_wake_wp_range(region, stop, index);
+			index = stop;
+			ret = -EBUSY;
+		}
+	}
 out:
 	*done = index - start;
 	return ret;
@@ -190,7 +323,7 @@ static void uffdx_wp_unprotect(struct uffdx_region *region, pgoff_t start,
 	}
 	/* Pairs with the waiter's check after queueing (fault.c). */
 	if (wake && uffdx_wp_sync(region))
-		uffdx_wake_range(region->ctx, region, start, end);
+		uffdx_wake_wp_range(region, start, end);
 }
 
 /* WRITEPROTECT by region: the range op (region.c, resolve.c). */
@@ -213,27 +346,48 @@ bool uffdx_wp_must_wait(struct uffdx_region *region, pgoff_t index)
 	       uffdx_slot_test(region, UFFDX_SF_WP, index);
 }
 
-/* A fill published a page at @index: in an async region it is written. */
+/*
+ * A fill published a page at @index.  In an async region, a fill into a
+ * protected hole is a write like any other: recorded, protection taken
+ * (an unprotected slot is not being tracked).  In a sync region the new
+ * page keeps its protection.
+ */
 void uffdx_wp_filled(struct uffdx_region *region, pgoff_t index)
 {
-	if (uffdx_wp_sync(region) ||
-	    !uffdx_slot_flags(region, UFFDX_SF_WRITTEN))
+	if (uffdx_wp_sync(region) || !uffdx_slot_flags(region, UFFDX_SF_WP))
 		return;
 	spin_lock(&region->wp_lock);
-	__set_bit(index, region->flags[UFFDX_SF_WRITTEN]);
+	if (__test_and_clear_bit(index, region->flags[UFFDX_SF_WP]))
+		__set_bit(index, region->flags[UFFDX_SF_WRITTEN]);
 	spin_unlock(&region->wp_lock);
+}
+
+/*
+ * Before a MOVE group from @src to @dst collects (both region locks held,
+ * no page lock yet): if protection can travel, make sure the destination
+ * has the bitmaps for it, so that nothing is allocated under page locks.
+ */
+int uffdx_wp_move_prepare(struct uffdx_region *dst, struct uffdx_region *src)
+{
+	lockdep_assert_held(&dst->lock);
+	if (!src->wp_mode || src->wp_mode != dst->wp_mode ||
+	    !uffdx_slot_flags(src, UFFDX_SF_WP))
+		return 0;
+	return uffdx_wp_bitmaps_locked(dst);
 }
 
 /*
  * May the entry at slot @s of @src (ULONG_MAX: a hole) move to the hole
  * @d of @dst?  A protected hole counts as populated (-EEXIST, as for
  * UFFDIO_MOVE); protection or a written record can only go to a region
- * of the same mode (-EINVAL), whose bitmaps are made ready for it here
- * (-ENOMEM).  Both region locks are held.
+ * of the same mode (-EINVAL).  Both region locks are held, which PROTECT
+ * and SCAN take to set bits, so the answer holds until the entry moves
+ * (page_mkwrite, which turns WP into WRITTEN, waits for the page lock).
  */
 int uffdx_wp_move_check(struct uffdx_region *dst, pgoff_t d,
 			struct uffdx_region *src, pgoff_t s)
 {
+	lockdep_assert_held(&src->lock);
 	lockdep_assert_held(&dst->lock);
 	if (dst->wp_mode && uffdx_slot_test(dst, UFFDX_SF_WP, d))
 		return -EEXIST;
@@ -244,7 +398,11 @@ int uffdx_wp_move_check(struct uffdx_region *dst, pgoff_t d,
 		return 0;
 	if (src->wp_mode != dst->wp_mode)
 		return -EINVAL;
-	return uffdx_wp_bitmaps_locked(dst);
+	/* uffdx_wp_move_prepare() allocated them, or failed the group */
+	if (!dst->flags[UFFDX_SF_WP] ||
+	    (!uffdx_wp_sync(dst) && !dst->flags[UFFDX_SF_WRITTEN]))
+		return -ENOMEM;
+	return 0;
 }
 
 /*
@@ -267,16 +425,16 @@ void uffdx_wp_move(struct uffdx_region *dst, pgoff_t d,
 	spin_unlock(&src->wp_lock);
 	if (!wp && !written)
 		return;
-	/* Same mode, bitmaps allocated: uffdx_wp_move_check(). */
+	/* Same mode, bitmaps allocated: uffdx_wp_move_check() said so. */
 	spin_lock(&dst->wp_lock);
-	if (wp)
+	if (wp && !WARN_ON_ONCE(!dst->flags[UFFDX_SF_WP]))
 		__set_bit(d, dst->flags[UFFDX_SF_WP]);
-	if (written)
+	if (written && !WARN_ON_ONCE(!dst->flags[UFFDX_SF_WRITTEN]))
 		__set_bit(d, dst->flags[UFFDX_SF_WRITTEN]);
 	spin_unlock(&dst->wp_lock);
 	/* A writer asleep on the source slot now writes to a hole. */
 	if (wp && uffdx_wp_sync(src))
-		uffdx_wake_range(src->ctx, src, s, s + 1);
+		uffdx_wake_wp_range(src, s, s + 1);
 }
 
 /*
@@ -286,8 +444,8 @@ void uffdx_wp_move(struct uffdx_region *dst, pgoff_t d,
  * handler: a sync-protected page has its PTEs zapped and the access is
  * retried, to reach ->fault, which can drop the lock and wait (fault.c).
  * Otherwise the page is returned locked (VM_FAULT_LOCKED): the core makes
- * the PTE writable before unlocking it, which is what PROTECT's page-lock
- * cycle waits for.
+ * the PTE writable before unlocking it, which is what PROTECT waits for
+ * (uffdx_wp_quiesce()).
  */
 vm_fault_t uffdx_wp_page_mkwrite(struct vm_fault *vmf)
 {
@@ -393,7 +551,7 @@ struct uffdx_scan_state {
 	bool open;			/* ranges: buf[nbuf - 1] may grow */
 	unsigned int nbuf;
 	struct uffdx_scan_range buf[UFFDX_SCAN_CHUNK];
-	pgoff_t rearm_lo, rearm_hi;	/* slots re-protected */
+	struct uffdx_wp_span span;	/* re-armed, still writable */
 	DECLARE_BITMAP(rep, UFFDX_WP_BATCH);	/* the batch's report */
 	DECLARE_BITMAP(pinned, UFFDX_WP_BATCH);
 };
@@ -402,21 +560,20 @@ struct uffdx_scan_state {
 static void uffdx_scan_pins(struct uffdx_scan_state *st, pgoff_t i,
 			    pgoff_t n)
 {
-	unsigned long index;
-	struct page *page;
+	XA_STATE(xas, &st->region->pages, i);
 	void *entry;
 
 	bitmap_zero(st->pinned, UFFDX_WP_BATCH);
-	xa_for_each_range(&st->region->pages, index, entry, i, i + n - 1) {
-		if (xa_is_value(entry))
+	rcu_read_lock();
+	xas_for_each(&xas, entry, i + n - 1) {
+		if (xas_retry(&xas, entry) || xa_is_value(entry))
 			continue;
-		page = uffdx_store_get(st->region, index);
-		if (!page || xa_is_value(page))
-			continue;
-		if (uffdx_page_maybe_dma_pinned(page))
-			__set_bit(index - i, st->pinned);
-		put_page(page);
+		/* As uffdx_wp_first_pinned(): no reference needed. */
+		if (uffdx_page_maybe_dma_pinned(entry) &&
+		    xas_reload(&xas) == entry)
+			__set_bit(xas.xa_index - i, st->pinned);
 	}
+	rcu_read_unlock();
 }
 
 /* Write the buffered ranges out; the last stays buffered if still open. */
@@ -505,8 +662,9 @@ static int uffdx_scan_batch(struct uffdx_scan_state *st, pgoff_t n)
 {
 	struct uffdx_region *region = st->region;
 	bool rearm = st->sc->flags & UFFDX_SCAN_REARM;
+	pgoff_t i = st->pos, covered, b, reported;
 	unsigned long *written, *wp;
-	pgoff_t i = st->pos, covered, b;
+	u64 visible, nr_out;
 
 	uffdx_scan_pins(st, i, n);
 
@@ -521,36 +679,52 @@ static int uffdx_scan_batch(struct uffdx_scan_state *st, pgoff_t n)
 	bitmap_or(st->rep, st->rep, st->pinned, n);
 
 	/* Report. */
+	visible = st->visible;
+	nr_out = st->nr_out;
 	if (st->sc->flags & UFFDX_SCAN_BITMAP) {
 		if (uffdx_scan_bitmap(st, i, n))
 			return -EFAULT;
 		covered = n;
 	} else {
 		covered = uffdx_scan_ranges(st, i, n);
-		if (covered == ULONG_MAX)
+		if (covered == ULONG_MAX || uffdx_scan_flush(st)) {
+			/* nothing of this batch is taken: it is not reported */
+			st->visible = visible;
 			return -EFAULT;
-		if (uffdx_scan_flush(st))
-			return -EFAULT;
+		}
 	}
 	if (covered < n)
 		bitmap_clear(st->rep, covered, n - covered);
-	st->written += bitmap_weight(st->rep, n);
-	st->pos = i + covered;
+	reported = bitmap_weight(st->rep, n);
 
-	/* Commit: the reported records are taken, and re-armed. */
-	if (rearm && !bitmap_empty(st->rep, n)) {
+	/*
+	 * Commit: the reported records are taken, and re-armed, under
+	 * region->lock (a MOVE checks and carries bits under it).  A slot
+	 * whose record went meanwhile (DISCARD, MOVE) is left alone; a
+	 * pinned page is re-armed if it is still there.
+	 */
+	if (rearm && reported) {
+		if (mutex_lock_killable(&region->lock)) {
+			st->visible = visible;
+			st->nr_out = nr_out;
+			return -EINTR;
+		}
 		spin_lock(&region->wp_lock);
 		wp = region->flags[UFFDX_SF_WP];
 		for_each_set_bit(b, st->rep, n) {
-			__clear_bit(i + b, written);
-			__set_bit(i + b, wp);
+			if (__test_and_clear_bit(i + b, written) ||
+			    (test_bit(b, st->pinned) &&
+			     xa_load(&region->pages, i + b)))
+				__set_bit(i + b, wp);
+			else
+				__clear_bit(b, st->rep);
 		}
 		spin_unlock(&region->wp_lock);
-		uffdx_wp_cycle(region, i, i + n, st->rep);
-		st->rearm_lo = min(st->rearm_lo, i + find_first_bit(st->rep, n));
-		st->rearm_hi = max_t(pgoff_t, st->rearm_hi,
-				     i + find_last_bit(st->rep, n) + 1);
+		mutex_unlock(&region->lock);
+		uffdx_wp_quiesce(region, i, i + n, st->rep, &st->span);
 	}
+	st->written += reported;
+	st->pos = i + covered;
 	return covered < n ? 1 : 0;
 }
 
@@ -604,13 +778,13 @@ static long uffdx_wp_scan(struct uffdx_ctx *ctx, struct uffdx_scan *sc,
 		ret = -ENOMEM;
 		goto out_put;
 	}
+	st->span.record_pins = true;
 	st->region = region;
 	st->sc = sc;
 	st->start = sc->offset >> PAGE_SHIFT;
 	st->end = last >> PAGE_SHIFT;
 	st->pos = st->start;
 	st->cap = sc->out_len;
-	st->rearm_lo = ULONG_MAX;
 	if (sc->flags & UFFDX_SCAN_BITMAP) {
 		/* The bitmap covers out_len * 8 pages at most. */
 		if (!check_mul_overflow(sc->out_len, (u64)8, &pages) &&
@@ -641,8 +815,7 @@ static long uffdx_wp_scan(struct uffdx_ctx *ctx, struct uffdx_scan *sc,
 		if (uffdx_scan_flush(st))
 			ret = -EFAULT;
 	}
-	if (st->rearm_lo < st->rearm_hi)
-		uffdx_wp_mappings(region, st->rearm_lo, st->rearm_hi);
+	uffdx_wp_span_flush(region, &st->span);
 
 	sc->scanned = (u64)(min(st->pos, st->end) - st->start) << PAGE_SHIFT;
 	if (!(sc->flags & UFFDX_SCAN_BITMAP) && st->pos >= st->end)

@@ -127,7 +127,8 @@ struct uffdx_api {
  *  WP_ASYNC: writes to protected pages proceed and are recorded for
  *            UFFDX_IOC_SCAN (UFFDX_FEATURE_WP_ASYNC).
  * The mappings of such a region take a write-notify fault on the first
- * write to each page after it is mapped.
+ * write to each page after it is mapped, and (on 6.5 and later kernels)
+ * refuse long-term writable pins: io_uring fixed buffers, VFIO, RDMA.
  */
 #define UFFDX_REGION_CREATE_WP		0x1U
 #define UFFDX_REGION_CREATE_WP_ASYNC	0x2U
