@@ -66,7 +66,9 @@
 #define MIN_PROGRESS	3	/* writes per writer per cycle (-n form) */
 #define MAX_WRITERS	16
 #define RUN_MAX		8
-#define CP_SCANS	8	/* tracking: scans per cycle, at least */
+#define CP_SCANS	8	/* tracking, per cycle at least: scans, */
+#define CP_DIS_OPS	24	/* disruptions, */
+#define CP_WRITES	200	/* and writes by each writer */
 #define YIELD_EVERY	256	/* tracking: writes between a writer's yields */
 
 #define PG(map, i)	((uint8_t *)(map) + (size_t)(i) * ps)
@@ -1098,6 +1100,7 @@ static int track_run(int secs)
 {
 	uint64_t since[MAX_WRITERS] = { 0 }, start, deadline = 0, seed = 31337, total = 0;
 	int k, c, ret, scans_at, ncycles = cycles ? cycles : TRACK_CYCLES;
+	uint64_t dis_at, end;
 	pthread_t dis;
 	size_t p;
 
@@ -1183,15 +1186,30 @@ static int track_run(int secs)
 		if (c && (secs ? now_ns() >= deadline : c >= ncycles))
 			break;
 		tk.cycle = c;
+		/* scan until the scans, the disruptor and every writer have done their share */
 		scans_at = tk.scans;
-		while (!failed() && tk.scans < scans_at + CP_SCANS)
+		dis_at = __atomic_load_n(&tk.dis_ops, __ATOMIC_RELAXED);
+		end = now_ns() + (uint64_t)STUCK_MS * 1000000ull;
+		while (!failed()) {
+			int more = tk.scans < scans_at + CP_SCANS ||
+				   __atomic_load_n(&tk.dis_ops, __ATOMIC_RELAXED) < dis_at + CP_DIS_OPS;
+
+			for (k = 0; k < nwriters && !more; k++)
+				more = __atomic_load_n(&tk.w[k].writes, __ATOMIC_RELAXED) <
+				       since[k] + CP_WRITES;
+			if (!more)
+				break;
+			if (now_ns() > end) {
+				fail("cycle %d: no progress for %d s (%d scans, %llu disruptions)", c,
+				     STUCK_MS / 1000, tk.scans - scans_at,
+				     (unsigned long long)(tk.dis_ops - dis_at));
+				break;
+			}
 			if (track_round(&seed) < 0)
 				break;
-		if (!secs && wait_progress(&tk.w[0].writes, sizeof(tk.w[0]), since, nwriters,
-					   MIN_PROGRESS)) {
-			fail("cycle %d: writers made no progress for %d s", c, STUCK_MS / 1000);
-			break;
 		}
+		for (k = 0; k < nwriters; k++)
+			since[k] = __atomic_load_n(&tk.w[k].writes, __ATOMIC_RELAXED);
 		if (!failed())
 			track_checkpoint(&seed);
 	}
