@@ -67,7 +67,7 @@
 #define MAX_WRITERS	16
 #define RUN_MAX		8
 #define CP_SCANS	8	/* tracking, per cycle at least: scans, */
-#define CP_DIS_OPS	24	/* disruptions, */
+#define CP_DIS_OPS	16	/* disruptions, */
 #define CP_WRITES	200	/* and writes by each writer */
 #define YIELD_EVERY	256	/* tracking: writes between a writer's yields */
 
