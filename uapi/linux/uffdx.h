@@ -60,7 +60,7 @@
 #define UFFDX_FEATURE_MOVE_HUGE		_BITULL(9)
 /* Write-protect markers with synchronous WP faults: WRITEPROTECT(_ADDR). */
 #define UFFDX_FEATURE_WP		_BITULL(16)
-/* Asynchronous dirty tracking with atomic scan and re-arm: SCAN. */
+/* Asynchronous dirty tracking with atomic scan and re-arm: SCAN.  Implies WP. */
 #define UFFDX_FEATURE_WP_ASYNC		_BITULL(17)
 /* Reserved: simulated device, exclusive access on regions. */
 #define UFFDX_FEATURE_DEVICE_EXCLUSIVE	_BITULL(24)
@@ -121,7 +121,7 @@ struct uffdx_api {
  * id names it in events and in the range ioctls of this context.
  *
  * Flags choose the region's write-protect mode, fixed for its lifetime
- * (at most one; each needs its feature):
+ * (at most one; each needs its feature, and WP_ASYNC implies WP):
  *  WP:       protected pages fault synchronously: the writer sleeps and
  *            an event flagged UFFDX_PF_WP is queued (UFFDX_FEATURE_WP);
  *  WP_ASYNC: writes to protected pages proceed and are recorded for
