@@ -45,9 +45,12 @@
  *
  *	fault_inject [-s SECONDS] [-n MAX_N]
  *
- * -s: the probability sweep's length (default 12; make stress passes its
- * own), -n: the largest N tried per scenario (default 400).  Needs root
- * and debugfs at /sys/kernel/debug.
+ * -s: the stress round (make stress passes its length): every N of every
+ * scenario for up to 300 s each, and a sweep of -s seconds over ten
+ * probabilities and intervals; without it (make check), up to 5 s per
+ * scenario and pass (12 s for region_create's 40 sites), every 16th N
+ * of fork's (its sites are the kernel's), and a 6 s sweep over three.  -n: the largest N tried (default 400).
+ * Needs root and debugfs at /sys/kernel/debug.
  */
 #include "helpers.h"
 
@@ -60,6 +63,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/rseq.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -81,11 +85,17 @@ static const char *const attr_dirs[] = {
 #define NATTRS	3
 
 /* Pages per region; witness pages [0, WIT) hold data before every call. */
-#define NP	16
+#define NP	256
 #define WIT	4
-/* The injected calls work on [T, T + TN). */
-#define T	8
+/*
+ * The injected calls work on [T, T + TN): far enough from the witnesses
+ * that the page store (an xarray, 64 slots a node) needs new nodes for
+ * them, so that its allocations can fail too.
+ */
+#define T	128
 #define TN	4
+/* Pages of a run's scratch buffer. */
+#define BUFP	8
 
 /* A result the module never writes: "not written". */
 #define UNSET	0x7a7a7a7aLL
@@ -107,7 +117,6 @@ static int nth_fd = -1, mif_fd = -1, times_fd[NATTRS] = { -1, -1, -1 };
 static unsigned long long total_runs, total_failures;
 static long long prob_times;
 static uint64_t features;	/* what the module supports */
-static uint64_t deadline;	/* of the current pass, ns */
 static int over_time;
 static unsigned int sweep_prob;	/* the probability the sweep has set */
 
@@ -149,6 +158,12 @@ static const int e_wp[] = {		/* uffdx_writeprotect.3 (_addr) */
 static const int e_scan[] = {		/* uffdx_scan.3 */
 	EINVAL, ENOENT, ENOMEM, EINTR, EFAULT, E2BIG, ENOTTY, 0 };
 static const int e_close[] = { 0 };	/* close() of our fds never fails */
+static const int e_fork[] = {		/* fork(2) */
+	EAGAIN, ENOMEM, 0 };
+static const int e_munmap[] = {		/* munmap(2) */
+	EINVAL, ENOMEM, 0 };
+static const int e_mremap[] = {		/* mremap(2) */
+	EAGAIN, EFAULT, EINVAL, ENOMEM, 0 };
 
 /*
  * What a valid call may get from an injected failure: an allocation
@@ -345,7 +360,7 @@ struct run {
 	struct rg r[2];
 	int nr;
 	int fds0;
-	uint8_t *buf;		/* NP pages: COPY sources, scratch */
+	uint8_t *buf;		/* BUFP pages: COPY sources, scratch */
 };
 
 static uint64_t seed(int tag, unsigned int k)
@@ -479,12 +494,12 @@ static int run_begin(struct run *ru, struct fi *fi, int nonblock)
 	ru->ctx = ru->ctx2 = -1;
 	fi->armed = fi->fired = 0;
 	ru->fds0 = count_open_fds();
-	ru->buf = malloc(NP * ps);
+	ru->buf = malloc(BUFP * ps);
 	if (!ru->buf) {
 		fi_fail(fi, "setup: malloc");
 		return -1;
 	}
-	memset(ru->buf, 0, NP * ps);
+	memset(ru->buf, 0, BUFP * ps);
 	ru->ctx = ctx_open(ctx_features(), nonblock ? O_NONBLOCK : 0);
 	if (ru->ctx < 0) {
 		fi_fail(fi, "setup: context: %s", strerror(-ru->ctx));
@@ -807,6 +822,107 @@ out:
 		ru.ctx = -1;
 		faulter_done(&ru, a, SIGBUS, -1, "cleanup");
 	}
+	run_end(&ru);
+}
+
+/* ---- mappings: fork, split, move ---------------------------------------------- */
+
+/* fork(), the child exiting at once (it must not run INJECT's epilogue). */
+static pid_t fork_exit_child(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(0);
+	return pid;
+}
+
+/*
+ * fork() of a process with region mappings (an armed one, and a
+ * write-notify one if the module has WP): the copied or the half-copied
+ * VMAs take and give back their region references; nothing leaks.
+ */
+static void sc_fork(struct fi *fi)
+{
+	struct run ru;
+	pid_t pid;
+	int err, status = -1;
+
+	if (run_begin(&ru, fi, 1) || rg_new(&ru, ru.ctx, 0) ||
+	    rg_new(&ru, ru.ctx, features & UFFDX_FEATURE_WP ? UFFDX_REGION_CREATE_WP : 0) ||
+	    put_witness(&ru))
+		goto out;
+	if (uffdx_arm(ru.ctx, ru.r[0].id, T * ps, TN * ps, UFFDX_ARM_MISSING)) {
+		fi_fail(fi, "setup: ARM");
+		goto out;
+	}
+	check_witness(&ru);	/* mapped: PTEs to copy */
+	fflush(stdout);
+	pid = (pid_t)INJECT(fi, fork_exit_child());
+	err = errno;
+	check_outcome(fi, "fork", pid < 0, err, e_fork);
+	if (pid > 0) {
+		CHECK(fi, !wait_child(pid, &status, WAIT_MS) && WIFEXITED(status) &&
+		      !WEXITSTATUS(status), "the child: status 0x%x", status);
+	}
+	check_witness(&ru);
+out:
+	run_end(&ru);
+}
+
+/* munmap() of one page in the middle of a region mapping: a VMA split. */
+static void sc_munmap_split(struct fi *fi)
+{
+	struct run ru;
+	uint8_t v = 1;
+	int ret, err;
+
+	if (run_begin(&ru, fi, 0) || rg_new(&ru, ru.ctx, 0) || put_witness(&ru) ||
+	    put_pages(&ru, &ru.r[0], T, TN, 1))
+		goto out;
+	check_witness(&ru);
+	ret = (int)INJECT(fi, munmap(ru.r[0].map + (T + 1) * ps, ps));
+	err = errno;
+	check_outcome(fi, "munmap", ret < 0, err, e_munmap);
+	CHECK(fi, try_read(ru.r[0].map + (T + 1) * ps, &v) == (ret ? 0 : SIGSEGV),
+	      "the page after munmap() returned %d", ret);
+	expect_page(&ru, &ru.r[0], T, 1, T, 1, "beside the split");
+	expect_page(&ru, &ru.r[0], T + 2, 1, T + 2, 1, "beside the split");
+	CHECK(fi, resident(&ru.r[0]) == WIT + TN, "resident %lld", resident(&ru.r[0]));
+	check_witness(&ru);
+out:
+	run_end(&ru);	/* unmaps the whole range, split or not */
+}
+
+/* mremap() of a whole region mapping to another address. */
+static void sc_mremap(struct fi *fi)
+{
+	struct run ru;
+	uint8_t *to, *p;
+	int err;
+
+	if (run_begin(&ru, fi, 0) || rg_new(&ru, ru.ctx, 0) || put_witness(&ru))
+		goto out;
+	check_witness(&ru);
+	to = mmap(NULL, NP * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (to == MAP_FAILED) {
+		fi_fail(fi, "setup: mmap");
+		goto out;
+	}
+	p = (uint8_t *)INJECT(fi, mremap(ru.r[0].map, NP * ps, NP * ps,
+					 MREMAP_MAYMOVE | MREMAP_FIXED, to));
+	err = errno;
+	check_outcome(fi, "mremap", p == MAP_FAILED, err, e_mremap);
+	if (p != MAP_FAILED) {
+		CHECK(fi, p == to, "mremap moved to %p, not %p", (void *)p, (void *)to);
+		ru.r[0].map = p;
+	} else {
+		munmap(to, NP * ps);
+	}
+	check_witness(&ru);
+	ru.r[0].map[T * ps] = 1;
+	CHECK(fi, resident(&ru.r[0]) == WIT + 1, "resident %lld", resident(&ru.r[0]));
+out:
 	run_end(&ru);
 }
 
@@ -1651,35 +1767,42 @@ struct scenario {
 	 * if the signal comes from it, the frame cannot fail too.)
 	 */
 	int access;
+	/* make check tries every stride-th N only: sites mostly the kernel's */
+	unsigned int stride;
+	/* make check's time for it, per pass, if not the default: many sites */
+	unsigned int budget_s;
 };
 
 static const struct scenario scenarios[] = {
-	{ "open", sc_open, 0, 0 },
-	{ "api", sc_api, 0, 0 },
-	{ "region_create", sc_region_create, 0, 0 },
-	{ "region_mmap", sc_region_mmap, 0, 0 },
-	{ "region_info", sc_region_info, 0, 0 },
-	{ "close_context", sc_close_ctx, UFFDX_FEATURE_MISSING, 0 },
-	{ "arm", sc_arm, UFFDX_FEATURE_MISSING, 0 },
-	{ "copy", sc_copy, UFFDX_FEATURE_MISSING, 0 },
-	{ "zero", sc_zero, UFFDX_FEATURE_MISSING, 0 },
-	{ "poison", sc_poison, UFFDX_FEATURE_POISON, 0 },
-	{ "copy_wakes_faulter", sc_copy_wake, UFFDX_FEATURE_MISSING, 0 },
-	{ "discard", sc_discard, 0, 0 },
-	{ "fault_read_hole", sc_fault_read_hole, 0, 1 },
-	{ "fault_write_hole", sc_fault_write_hole, 0, 1 },
-	{ "fault_refault", sc_fault_refault, 0, 1 },
-	{ "fault_armed", sc_fault_armed, UFFDX_FEATURE_MISSING, 1 },
-	{ "read_event", sc_read, UFFDX_FEATURE_MISSING, 0 },
-	{ "move", sc_move, UFFDX_FEATURE_MOVE, 0 },
-	{ "move_cross_context", sc_move_fd, UFFDX_FEATURE_MOVE, 0 },
-	{ "move_addr", sc_move_addr, UFFDX_FEATURE_MOVE, 0 },
-	{ "move_vec", sc_move_vec, UFFDX_FEATURE_MOVE, 0 },
-	{ "resolve", sc_resolve, UFFDX_FEATURE_MISSING, 0 },
-	{ "writeprotect", sc_protect, UFFDX_FEATURE_WP, 0 },
-	{ "writeprotect_addr", sc_protect_addr, UFFDX_FEATURE_WP, 0 },
-	{ "unprotect_wakes_writer", sc_unprotect, UFFDX_FEATURE_WP, 0 },
-	{ "scan", sc_scan, UFFDX_FEATURE_WP_ASYNC, 0 },
+	{ "open", sc_open, 0, 0, 0, 0 },
+	{ "api", sc_api, 0, 0, 0, 0 },
+	{ "region_create", sc_region_create, 0, 0, 0, 12 },
+	{ "region_mmap", sc_region_mmap, 0, 0, 0, 0 },
+	{ "region_info", sc_region_info, 0, 0, 0, 0 },
+	{ "close_context", sc_close_ctx, UFFDX_FEATURE_MISSING, 0, 0, 0 },
+	{ "fork", sc_fork, UFFDX_FEATURE_MISSING, 0, 16, 0 },
+	{ "munmap_split", sc_munmap_split, 0, 0, 0, 0 },
+	{ "mremap", sc_mremap, 0, 0, 0, 0 },
+	{ "arm", sc_arm, UFFDX_FEATURE_MISSING, 0, 0, 0 },
+	{ "copy", sc_copy, UFFDX_FEATURE_MISSING, 0, 0, 0 },
+	{ "zero", sc_zero, UFFDX_FEATURE_MISSING, 0, 0, 0 },
+	{ "poison", sc_poison, UFFDX_FEATURE_POISON, 0, 0, 0 },
+	{ "copy_wakes_faulter", sc_copy_wake, UFFDX_FEATURE_MISSING, 0, 0, 0 },
+	{ "discard", sc_discard, 0, 0, 0, 0 },
+	{ "fault_read_hole", sc_fault_read_hole, 0, 1, 0, 0 },
+	{ "fault_write_hole", sc_fault_write_hole, 0, 1, 0, 0 },
+	{ "fault_refault", sc_fault_refault, 0, 1, 0, 0 },
+	{ "fault_armed", sc_fault_armed, UFFDX_FEATURE_MISSING, 1, 0, 0 },
+	{ "read_event", sc_read, UFFDX_FEATURE_MISSING, 0, 0, 0 },
+	{ "move", sc_move, UFFDX_FEATURE_MOVE, 0, 0, 0 },
+	{ "move_cross_context", sc_move_fd, UFFDX_FEATURE_MOVE, 0, 0, 0 },
+	{ "move_addr", sc_move_addr, UFFDX_FEATURE_MOVE, 0, 0, 0 },
+	{ "move_vec", sc_move_vec, UFFDX_FEATURE_MOVE, 0, 0, 0 },
+	{ "resolve", sc_resolve, UFFDX_FEATURE_MISSING, 0, 0, 0 },
+	{ "writeprotect", sc_protect, UFFDX_FEATURE_WP, 0, 0, 0 },
+	{ "writeprotect_addr", sc_protect_addr, UFFDX_FEATURE_WP, 0, 0, 0 },
+	{ "unprotect_wakes_writer", sc_unprotect, UFFDX_FEATURE_WP, 0, 0, 0 },
+	{ "scan", sc_scan, UFFDX_FEATURE_WP_ASYNC, 0, 0, 0 },
 };
 #define NSCEN (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -1880,17 +2003,24 @@ static int scenario_ok(const struct scenario *sc)
 	return (features & sc->needs) == sc->needs;
 }
 
-/* fail-nth, N = 1, 2, ... for every scenario. */
-static void pass_nth(const char *pass, unsigned int max_n, uint64_t budget_ns)
+/*
+ * fail-nth, N = 1, 2, ... for every scenario, or every stride-th N where
+ * the scenario has many sites of the kernel's own (fork), unless -s; each
+ * scenario for at most budget_ns.
+ */
+static void pass_nth(const char *pass, unsigned int max_n, uint64_t budget_ns, int every)
 {
-	unsigned int i, n;
+	unsigned int i, n, calls;
 
-	deadline = now_ns() + budget_ns;
 	for (i = 0; i < NSCEN; i++) {
 		const struct scenario *sc = &scenarios[i];
+		unsigned int stride = every || !sc->stride ? 1 : sc->stride;
+		uint64_t budget = every || !sc->budget_s ? budget_ns :
+				  sc->budget_s * 1000000000ull;
 		unsigned long long f0 = total_failures, fired = 0;
-		struct fi fi;
 		uint64_t t0 = now_ns();
+		int timed_out = 0;
+		struct fi fi;
 
 		if (!scenario_ok(sc)) {
 			tap(1, "%s %s # SKIP the module lacks a feature it needs", pass, sc->name);
@@ -1900,22 +2030,24 @@ static void pass_nth(const char *pass, unsigned int max_n, uint64_t budget_ns)
 		fi.mode = FI_NTH;
 		fi.pass = pass;
 		fi.scen = sc->name;
-		for (n = 1; n <= max_n; n++) {
+		for (n = 1, calls = 0; n <= max_n; n += stride) {
 			fi.nth = n;
 			fi.errors = 0;
 			sc->fn(&fi);
+			calls++;
 			if (!fi.fired)
 				break;
 			fired++;
-			if (now_ns() > deadline) {
-				over_time = 1;
+			if (now_ns() - t0 > budget) {
+				timed_out = over_time = 1;
 				break;
 			}
 		}
-		tap(total_failures == f0, "%s %s: %u calls, %llu with a failure injected%s (%llu ms)",
-		    pass, sc->name, n > max_n ? max_n : n, fired,
+		tap(total_failures == f0, "%s %s: %u calls, %llu with a failure injected, N = 1..%u%s%s (%llu ms)",
+		    pass, sc->name, calls, fired, n > max_n ? max_n : n,
+		    stride > 1 ? " by steps" : "",
 		    n > max_n ? ", stopped at the largest N" :
-		    fi.fired ? ", stopped: time budget" : "",
+		    timed_out ? ", stopped: time budget" : "",
 		    (unsigned long long)((now_ns() - t0) / 1000000));
 	}
 }
@@ -2120,6 +2252,31 @@ static void after_round(void)
 
 /* ---- main ------------------------------------------------------------------------ */
 
+/*
+ * No restartable sequences for the injecting thread: on the way back to
+ * user space after a fork() the kernel writes this thread's rseq area
+ * (its CPU number), a page that fork() has just made copy-on-write; an
+ * injected failure of that copy makes the kernel kill the thread with
+ * SIGSEGV (rseq_handle_notify_resume(), force_sigsegv()): the kernel's
+ * doing, not uffdx's.  glibc registers the area for every thread.
+ */
+static void rseq_unregister(void)
+{
+	void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+	unsigned int len;
+
+	if (!__rseq_size)
+		return;	/* not registered */
+	/* the length registered: 32 bytes, or a multiple of it (newer glibc) */
+	for (len = 32; len <= 1024; len += 32) {
+		if (!syscall(SYS_rseq, area, len, RSEQ_FLAG_UNREGISTER, RSEQ_SIG))
+			return;
+		if (errno != EINVAL)
+			break;
+	}
+	printf("# cannot unregister rseq: %s\n", strerror(errno));
+}
+
 static const struct sweep sweep_check[] = {
 	{ 3, 1, 0 }, { 20, 1, 1 }, { 100, 3, 0 },
 };
@@ -2137,7 +2294,7 @@ static int skip(const char *why)
 
 int main(int argc, char **argv)
 {
-	unsigned int max_n = 400, sweep_secs = 12;
+	unsigned int max_n = 400, sweep_secs = 6;
 	unsigned long start = 0, end = ~0ul;
 	struct uffdx_api api;
 	int opt, stress = 0, i, ret;
@@ -2184,6 +2341,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	features = api.features;
+	rseq_unregister();
 	nth_fd = open(FAIL_NTH, O_RDWR | O_CLOEXEC);
 	mif_fd = open(MAKE_IT_FAIL, O_RDWR | O_CLOEXEC);
 	for (i = 0; i < NATTRS; i++) {
@@ -2205,13 +2363,13 @@ int main(int argc, char **argv)
 		text_end = end;
 		if (attrs_set(0, 1, start, end))
 			total_failures++;
-		pass_nth("uffdx-text", max_n, (stress ? 600ull : 40ull) * 1000000000ull);
+		pass_nth("uffdx-text", max_n, (stress ? 300ull : 5ull) * 1000000000ull, stress);
 	} else {
 		tap(1, "uffdx-text # SKIP uffdx's text cannot be located reliably");
 	}
 	if (attrs_set(0, 1, 0, ~0ul))
 		total_failures++;
-	pass_nth("unrestricted", max_n, (stress ? 600ull : 40ull) * 1000000000ull);
+	pass_nth("unrestricted", max_n, (stress ? 300ull : 5ull) * 1000000000ull, stress);
 	if (stress)
 		pass_sweep(sweep_stress, sizeof(sweep_stress) / sizeof(sweep_stress[0]),
 			   (uint64_t)sweep_secs * 1000000000ull);
