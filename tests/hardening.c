@@ -501,6 +501,38 @@ TEST_F_TIMEOUT(cg, oom_kill_of_a_handler, 120)
 	close(sv[0]);
 }
 
+/* ---- what one region may be --------------------------------------------------- */
+
+/* A region is at most 1 TiB: a bitmap, a store and a file size the module can hold. */
+TEST(region_size_is_bounded)
+{
+	const uint64_t tib = 1ULL << 40;
+	struct uffdx_region_create rc;
+	uint64_t id;
+	int ctx, fd;
+
+	SKIP_IF_NO_UFFDX();
+	ctx = ctx_open(DEFAULT_FEATURES, 0);
+	ASSERT_LE(0, ctx);
+	fd = uffdx_region_create(ctx, tib, 0, &id);
+	ASSERT_LE(0, fd) TH_LOG("1 TiB: %s", strerror(-fd));
+	close(fd);
+	memset(&rc, 0, sizeof(rc));
+	rc.size = sizeof(rc);
+	rc.len = tib + ps;
+	EXPECT_EQ(-1, ioctl(ctx, UFFDX_IOC_REGION_CREATE, &rc));
+	EXPECT_EQ(EINVAL, errno);
+	rc.len = 1ULL << 63;
+	EXPECT_EQ(-1, ioctl(ctx, UFFDX_IOC_REGION_CREATE, &rc));
+	EXPECT_EQ(EINVAL, errno);
+	/* and the context goes on */
+	fd = uffdx_region_create(ctx, ps, 0, &id);
+	EXPECT_LE(0, fd);
+	if (fd >= 0)
+		close(fd);
+	close(ctx);
+}
+
 /* ---- who may open the node ----------------------------------------------------- */
 
 FIXTURE(node) {
