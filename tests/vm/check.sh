@@ -46,6 +46,11 @@ TOTAL_FAIL=0
 TOTAL_SKIP=0
 SUMMARY=()
 RATIOS=()
+# The one-line verdicts of the fuzzer and the fault-injection round,
+# "fuzz: N calls, N failures, ..." and "fault-injection: N runs, N
+# failures (...)": each counts as one result and is repeated at the end.
+ROUNDS=()
+ROUND_RE='^(fuzz|fault-injection): [0-9]+ [a-z]+, ([0-9]+) failures'
 
 # Per-kernel counters, reset by run_kernel.
 K_PASS=0
@@ -146,11 +151,21 @@ parse_output() {
 		if [ "$GUEST_MODE" = bench ] && [[ $line == ratio\ * ]]; then
 			RATIOS+=("$name: $line")
 		fi
-		cls=$(classify "$line")
+		if [[ $line =~ $ROUND_RE ]]; then
+			ROUNDS+=("$name: $line")
+			if [ "${BASH_REMATCH[2]}" = 0 ]; then cls=pass; else cls=fail; fi
+		else
+			cls=$(classify "$line")
+		fi
 		[ -n "$cls" ] || continue
 		[ -n "$prog" ] && ntap=$((ntap + 1))
 		[ "$cls" = fail ] && nfail=$((nfail + 1))
 		if [ "$counting" = 1 ] || [ -z "$prog" ]; then
+			if [[ $line =~ $ROUND_RE ]] && [ "$cls" = pass ]; then
+				line="ok - $line"
+			elif [[ $line =~ $ROUND_RE ]]; then
+				line="not ok - $line"
+			fi
 			result "$name" "$cls" "${prog:+$prog: }$line"
 			# A failed test's diagnostics (the harness prints them
 			# before its "not ok" line).
@@ -367,6 +382,9 @@ main() {
 	echo
 	if [ "${#RATIOS[@]}" -gt 0 ]; then
 		printf '%s\n' "${RATIOS[@]}"
+	fi
+	if [ "${#ROUNDS[@]}" -gt 0 ]; then
+		printf '%s\n' "${ROUNDS[@]}"
 	fi
 	printf '%s\n' "${SUMMARY[@]}"
 	log "total time $(elapsed "$start") s; logs in $LOGDIR"
