@@ -56,17 +56,19 @@ static inline void uffdx_unmap_pages(struct address_space *mapping,
 }
 
 /*
- * May @page be pinned for DMA or long term (FOLL_PIN: io_uring fixed
- * buffers, O_DIRECT, pin_user_pages())?  A heuristic with no false
- * negatives; folio_maybe_dma_pinned() replaced the page form in 6.12.
+ * May @page, a page of a region's store, be pinned for DMA or long term
+ * (FOLL_PIN: io_uring fixed buffers, O_DIRECT, pin_user_pages())?  As
+ * folio_maybe_dma_pinned() for an order-0 page (no false negatives), but
+ * without counting the references the store and each mapping hold: a page
+ * mapped a thousand times is not pinned.  Region pages are never compound,
+ * so the mapcount is _mapcount + 1 on every kernel.
  */
 static inline bool uffdx_page_maybe_dma_pinned(struct page *page)
 {
-#ifdef UFFDX_HAVE_FOLIO_MAYBE_DMA_PINNED
-	return folio_maybe_dma_pinned(page_folio(page));
-#else
-	return page_maybe_dma_pinned(page);
-#endif
+	int refs = page_ref_count(page) - 1 -
+		   (atomic_read(&page->_mapcount) + 1);
+
+	return refs >= (int)GUP_PIN_COUNTING_BIAS;
 }
 
 /* Charge region pages to the memory cgroup of the context's creator. */

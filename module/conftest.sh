@@ -66,10 +66,6 @@ int probe(void) { return FAULT_FLAG_VMA_LOCK; }'
 probe_compile UFFDX_HAVE_RELEASE_FAULT_LOCK '
 void probe(struct vm_fault *vmf) { release_fault_lock(vmf); }'
 
-# 5.19: folio_maybe_dma_pinned(); page_maybe_dma_pinned() went in 6.12.
-probe_compile UFFDX_HAVE_FOLIO_MAYBE_DMA_PINNED '
-bool probe(struct page *p) { return folio_maybe_dma_pinned(page_folio(p)); }'
-
 # Remote memcg charging: set_active_memcg() (5.10; int_active_memcg export
 # for interrupt context, 5.11) and get_mem_cgroup_from_mm().
 if compile UFFDX_HAVE_SET_ACTIVE_MEMCG '
@@ -83,6 +79,18 @@ fi
 # unmap_mapping_pages(): exported (GPL) since 5.11; unmap_mapping_range()
 # always was.
 probe_export UFFDX_HAVE_UNMAP_MAPPING_PAGES unmap_mapping_pages
+
+# Write-protecting every mapping of an address_space range (mm/
+# mapping_dirty_helpers.c, GPL): only with CONFIG_MAPPING_DIRTY_HELPERS,
+# which DRM_VMWGFX selects; without it, write protection zaps instead.
+# Both or neither: a write-protected PTE must also be cleaned, or
+# mprotect() makes it writable again (can_change_pte_writable()).
+if exported wp_shared_mapping_range &&
+	exported clean_record_shared_mapping_range; then
+	result UFFDX_HAVE_WP_SHARED_MAPPING_RANGE 0
+else
+	result UFFDX_HAVE_WP_SHARED_MAPPING_RANGE 1
+fi
 
 # Device helpers for the simulated device (feature bits 24-28).
 probe_export UFFDX_HAVE_HMM_RANGE_FAULT hmm_range_fault

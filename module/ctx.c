@@ -24,7 +24,7 @@ u64 uffdx_supported_features(void)
 {
 	return UFFDX_FEATURE_REGIONS | UFFDX_FEATURE_MISSING |
 	       UFFDX_FEATURE_POISON | UFFDX_FEATURE_KERNEL_FAULTS |
-	       UFFDX_FEATURE_MOVE;
+	       UFFDX_FEATURE_MOVE | UFFDX_FEATURE_WP | UFFDX_FEATURE_WP_ASYNC;
 }
 
 static void uffdx_ctx_free(struct kref *kref)
@@ -136,8 +136,11 @@ union uffdx_ioctl_arg {
 	struct uffdx_move_addr move_addr;
 	struct uffdx_move_vec move_vec;
 	struct uffdx_resolve resolve;
+	struct uffdx_writeprotect_addr wp_addr;
+	struct uffdx_scan scan;
 };
 
+/* An ioctl's argument sizes, and the features of which it needs one. */
 struct uffdx_ioctl_desc {
 	size_t min_size;
 	size_t size;
@@ -159,7 +162,8 @@ static const struct uffdx_ioctl_desc uffdx_ctx_ioctls[] = {
 	UFFDX_IOCTL_DESC(_UFFDX_ZERO, struct uffdx_range, UFFDX_FEATURE_MISSING),
 	UFFDX_IOCTL_DESC(_UFFDX_POISON, struct uffdx_range,
 			 UFFDX_FEATURE_POISON),
-	UFFDX_IOCTL_DESC(_UFFDX_WAKE, struct uffdx_range, UFFDX_FEATURE_MISSING),
+	UFFDX_IOCTL_DESC(_UFFDX_WAKE, struct uffdx_range,
+			 UFFDX_FEATURE_MISSING | UFFDX_FEATURE_WP),
 	UFFDX_IOCTL_DESC(_UFFDX_DISCARD, struct uffdx_range,
 			 UFFDX_FEATURE_REGIONS),
 	UFFDX_IOCTL_DESC(_UFFDX_MOVE, struct uffdx_move, UFFDX_FEATURE_MOVE),
@@ -168,7 +172,13 @@ static const struct uffdx_ioctl_desc uffdx_ctx_ioctls[] = {
 	UFFDX_IOCTL_DESC(_UFFDX_MOVE_VEC, struct uffdx_move_vec,
 			 UFFDX_FEATURE_MOVE),
 	UFFDX_IOCTL_DESC(_UFFDX_RESOLVE, struct uffdx_resolve,
-			 UFFDX_FEATURE_MISSING),
+			 UFFDX_FEATURE_MISSING | UFFDX_FEATURE_WP),
+	UFFDX_IOCTL_DESC(_UFFDX_WRITEPROTECT, struct uffdx_range,
+			 UFFDX_FEATURE_WP),
+	UFFDX_IOCTL_DESC(_UFFDX_WRITEPROTECT_ADDR,
+			 struct uffdx_writeprotect_addr, UFFDX_FEATURE_WP),
+	UFFDX_IOCTL_DESC(_UFFDX_SCAN, struct uffdx_scan,
+			 UFFDX_FEATURE_WP_ASYNC),
 };
 
 /* The ioctls a context that negotiated @features may use. */
@@ -180,7 +190,7 @@ static u64 uffdx_ioctls_for(u64 features)
 	for (nr = 0; nr < ARRAY_SIZE(uffdx_ctx_ioctls); nr++) {
 		const struct uffdx_ioctl_desc *d = &uffdx_ctx_ioctls[nr];
 
-		if (d->size && (d->feature & features) == d->feature)
+		if (d->size && (d->feature & features))
 			ioctls |= BIT_ULL(nr);
 	}
 	return ioctls;
@@ -215,6 +225,9 @@ static int uffdx_api(struct file *file, struct uffdx_api *api,
 		return -EINVAL;
 
 	wanted |= UFFDX_FEATURE_REGIONS;
+	/* Dirty tracking is write protection that does not sleep. */
+	if (wanted & UFFDX_FEATURE_WP_ASYNC)
+		wanted |= UFFDX_FEATURE_WP;
 	api->features = supported;
 	api->ioctls = uffdx_ioctls_for(wanted);
 	api->module_version = UFFDX_VERSION_CODE;
@@ -312,6 +325,9 @@ static long uffdx_ctx_ioctl(struct file *file, unsigned int cmd,
 		return uffdx_move_ioctl(ctx, nr, &karg, uarg);
 	case _UFFDX_RESOLVE:
 		return uffdx_resolve(ctx, file, &karg.resolve, uarg);
+	case _UFFDX_WRITEPROTECT_ADDR:
+	case _UFFDX_SCAN:
+		return uffdx_wp_ioctl(ctx, nr, &karg, uarg);
 	default:
 		return uffdx_region_range_op(ctx, nr, &karg.range, uarg);
 	}

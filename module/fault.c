@@ -25,7 +25,7 @@
  */
 static void uffdx_wake_list(struct uffdx_ctx *ctx, struct list_head *list,
 			    struct uffdx_region *region, pgoff_t start,
-			    pgoff_t end)
+			    pgoff_t end, bool wp_only)
 {
 	struct uffdx_fault_waiter *w, *tmp;
 
@@ -33,6 +33,8 @@ static void uffdx_wake_list(struct uffdx_ctx *ctx, struct list_head *list,
 	list_for_each_entry_safe(w, tmp, list, node) {
 		if (region && (w->region != region || w->index < start ||
 			       w->index >= end))
+			continue;
+		if (wp_only && !w->wp)
 			continue;
 		wake_up_process(w->task);
 		list_del_init_careful(&w->node);
@@ -43,8 +45,24 @@ void uffdx_wake_range(struct uffdx_ctx *ctx, struct uffdx_region *region,
 		      pgoff_t start, pgoff_t end)
 {
 	spin_lock(&ctx->fault_lock);
-	uffdx_wake_list(ctx, &ctx->fault_pending, region, start, end);
-	uffdx_wake_list(ctx, &ctx->fault_delivered, region, start, end);
+	uffdx_wake_list(ctx, &ctx->fault_pending, region, start, end, false);
+	uffdx_wake_list(ctx, &ctx->fault_delivered, region, start, end, false);
+	spin_unlock(&ctx->fault_lock);
+}
+
+/*
+ * Wake only the writers asleep on write protection in [@start, @end) of
+ * @region (protection went away under them): a missing fault there still
+ * waits for its fill, and waking it would only queue its event again.
+ */
+void uffdx_wake_wp_range(struct uffdx_region *region, pgoff_t start,
+			 pgoff_t end)
+{
+	struct uffdx_ctx *ctx = region->ctx;
+
+	spin_lock(&ctx->fault_lock);
+	uffdx_wake_list(ctx, &ctx->fault_pending, region, start, end, true);
+	uffdx_wake_list(ctx, &ctx->fault_delivered, region, start, end, true);
 	spin_unlock(&ctx->fault_lock);
 }
 
@@ -122,7 +140,7 @@ static void uffdx_premap_one(struct uffdx_region *region,
 		return;
 	vma = find_vma(pm->mm, pm->addr);
 	if (vma && vma->vm_start <= pm->addr &&
-	    vma->vm_ops == &uffdx_vm_ops &&
+	    uffdx_is_region_vma(vma) &&
 	    vma->vm_file->private_data == region &&
 	    linear_page_index(vma, pm->addr) == pm->index)
 		uffdx_map_index(region, vma, pm->addr, pm->index);
@@ -159,26 +177,34 @@ void uffdx_release_waiters(struct uffdx_ctx *ctx)
 {
 	spin_lock(&ctx->fault_lock);
 	WRITE_ONCE(ctx->released, true);
-	uffdx_wake_list(ctx, &ctx->fault_pending, NULL, 0, 0);
-	uffdx_wake_list(ctx, &ctx->fault_delivered, NULL, 0, 0);
+	uffdx_wake_list(ctx, &ctx->fault_pending, NULL, 0, 0, false);
+	uffdx_wake_list(ctx, &ctx->fault_delivered, NULL, 0, 0, false);
 	spin_unlock(&ctx->fault_lock);
 }
 
-/* Is the slot still an armed hole?  The condition a missing fault sleeps on. */
-static bool uffdx_must_wait(struct uffdx_region *region, pgoff_t index)
+/*
+ * Is the slot still an armed hole (a missing fault), or still protected
+ * (@wp: a write to a write-protected page)?  The condition a fault sleeps
+ * on.
+ */
+static bool uffdx_must_wait(struct uffdx_region *region, pgoff_t index,
+			    bool wp)
 {
+	if (wp)
+		return uffdx_wp_must_wait(region, index);
 	return !xa_load(&region->pages, index) &&
 	       uffdx_region_armed(region, index);
 }
 
 /*
- * A fault on an armed hole: queue an event on the region's context and
- * sleep until a fill or wake covers the page, the context is released, or
- * a signal arrives.  Returns with the fault lock dropped (VM_FAULT_RETRY)
- * unless it fails the fault outright.
+ * A fault on an armed hole, or (@wp) a write to a protected page of a
+ * CREATE_WP region: queue an event on the region's context and sleep
+ * until a fill, unprotect or wake covers the page, the context is
+ * released, or a signal arrives.  Returns with the fault lock dropped
+ * (VM_FAULT_RETRY) unless it fails the fault outright.
  */
-static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
-				       struct vm_fault *vmf)
+static vm_fault_t uffdx_handle_userfault(struct uffdx_region *region,
+					 struct vm_fault *vmf, bool wp)
 {
 	struct uffdx_ctx *ctx = region->ctx;
 	bool user = vmf->flags & FAULT_FLAG_USER;
@@ -215,11 +241,13 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 	w.mm = vmf->vma->vm_mm;
 	w.region = region;
 	w.index = vmf->pgoff;
+	w.wp = wp;
 	w.event = (struct uffdx_event) {
 		.type = UFFDX_EVENT_PAGEFAULT,
 		.flags = (vmf->flags & FAULT_FLAG_WRITE ? UFFDX_PF_WRITE : 0) |
 			 (user ? 0 : UFFDX_PF_KERNEL) |
-			 (current->mm != w.mm ? UFFDX_PF_REMOTE : 0),
+			 (current->mm != w.mm ? UFFDX_PF_REMOTE : 0) |
+			 (wp ? UFFDX_PF_WP : 0),
 		.address = vmf->address & PAGE_MASK,
 		.region_id = region->id,
 		.offset = (u64)vmf->pgoff << PAGE_SHIFT,
@@ -247,7 +275,7 @@ static vm_fault_t uffdx_handle_missing(struct uffdx_region *region,
 	file = get_file(vmf->vma->vm_file);
 
 	/* A fill that raced with queueing has either woken us or is seen. */
-	must_wait = uffdx_must_wait(region, w.index);
+	must_wait = uffdx_must_wait(region, w.index, wp);
 	uffdx_release_fault_lock(vmf);
 
 	if (must_wait) {
@@ -307,6 +335,7 @@ static void uffdx_fault_around(struct uffdx_region *region,
 static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 {
 	struct uffdx_region *region = vmf->vma->vm_file->private_data;
+	bool write = vmf->flags & FAULT_FLAG_WRITE;
 	pgoff_t index = vmf->pgoff;
 	struct page *page;
 	void *entry;
@@ -318,7 +347,24 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 	for (;;) {
 		page = uffdx_store_lock(region, index, true, &entry);
 		if (page) {
-			uffdx_fault_around(region, vmf);
+			/*
+			 * A write to a protected page (sync): page_mkwrite
+			 * zapped its PTE to get here, where the fault may
+			 * drop mmap_lock and sleep (wp.c).
+			 */
+			if (write && uffdx_wp_must_wait(region, index)) {
+				unlock_page(page);
+				put_page(page);
+				return uffdx_handle_userfault(region, vmf,
+							      true);
+			}
+			/*
+			 * In a write-protect region a write faults page by
+			 * page anyway (write notify): map around reads only,
+			 * as the page cache does.
+			 */
+			if (!(write && region->wp_mode))
+				uffdx_fault_around(region, vmf);
 			vmf->page = page;
 			return VM_FAULT_LOCKED;
 		}
@@ -333,7 +379,14 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 		if (current->flags & PF_DUMPCORE)
 			return VM_FAULT_SIGBUS;
 		if (uffdx_region_armed(region, index))
-			return uffdx_handle_missing(region, vmf);
+			return uffdx_handle_userfault(region, vmf, false);
+		/*
+		 * A write to a protected hole is a WP fault before any page
+		 * exists (sync); an async one is recorded by page_mkwrite,
+		 * which the core calls next for this write.
+		 */
+		if (write && uffdx_wp_must_wait(region, index))
+			return uffdx_handle_userfault(region, vmf, true);
 		ret = uffdx_store_fault_zero(region, index, &vmf->page);
 		if (!ret)
 			return VM_FAULT_LOCKED;
@@ -362,4 +415,17 @@ const struct vm_operations_struct uffdx_vm_ops = {
 #ifdef UFFDX_HAVE_FAULT_FLAG_VMA_LOCK
 	.map_pages = uffdx_vm_map_pages,
 #endif
+};
+
+/*
+ * Mappings of a write-protect region: ->page_mkwrite makes the core map
+ * their pages read-only (vma_wants_writenotify()), so that every first
+ * write to a mapped page is seen (wp.c, docs/design.md section 6).
+ */
+const struct vm_operations_struct uffdx_wp_vm_ops = {
+	.fault = uffdx_vm_fault,
+#ifdef UFFDX_HAVE_FAULT_FLAG_VMA_LOCK
+	.map_pages = uffdx_vm_map_pages,
+#endif
+	.page_mkwrite = uffdx_wp_page_mkwrite,
 };

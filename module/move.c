@@ -23,8 +23,8 @@
  *  6. map the moved pages for the caller (MOVE_ADDR, MOVE_VEC), still
  *     under their page locks, then unlock them.
  *
- * A source entry carries all of a slot's state (the page, or poison; later
- * write-protect state) and is moved as it is.  Waiters on the destination
+ * A source entry carries the slot's entry state (the page, or poison) and
+ * is moved as it is; its write-protect bits go with it (wp.c).  Waiters on the destination
  * are woken after the locks are dropped.  docs/design.md section 5.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -178,6 +178,11 @@ static void uffdx_piece_collect(struct uffdx_move_group *g,
 			break;
 		}
 		entry = xa_load(&g->src->pages, s);
+		/* A protected hole is populated; state needs a like region. */
+		p->err = uffdx_wp_move_check(g->dst, d, g->src,
+					     entry ? s : ULONG_MAX);
+		if (p->err)
+			break;
 		if (!entry) {
 			if (!(g->mode & UFFDX_MOVE_ALLOW_SRC_HOLES)) {
 				p->err = -ENOENT;
@@ -278,6 +283,12 @@ static void uffdx_piece_publish(struct uffdx_move_group *g,
 			p->err = ret;
 			break;
 		}
+		/*
+		 * Write-protect state travels with the entry; the page is
+		 * still locked, so no write fault at the destination can
+		 * check it before it is there.
+		 */
+		uffdx_wp_move(g->dst, d, g->src, s);
 		xa_erase(&g->src->pages, s);
 		uffdx_store_unpublish(g->src, entry);
 		p->moved_units += xa_is_value(entry) ? UFFDX_VALUE_UNITS :
@@ -378,6 +389,13 @@ static void uffdx_move_group_run(struct uffdx_move_group *g)
 			g->pieces[i].err = -EINTR;
 		return;
 	}
+	/* Bitmaps for write-protect state, before any page is locked. */
+	if (uffdx_wp_move_prepare(g->dst, g->src)) {
+		uffdx_move_unlock(g->src, g->dst);
+		for (i = 0; i < g->nr_pieces; i++)
+			g->pieces[i].err = -ENOMEM;
+		return;
+	}
 	for (i = 0; i < g->nr_pieces; i++) {
 		pgoff_t plo = ULONG_MAX, phi = 0;
 
@@ -433,6 +451,38 @@ static bool uffdx_op_finished(const struct uffdx_move_op *op)
 	return op->err || op->done == op->nr;
 }
 
+/* The first slot of [@start, @end) of @region holding an entry, or @end. */
+static pgoff_t uffdx_next_entry(struct uffdx_region *region, pgoff_t start,
+				pgoff_t end)
+{
+	unsigned long index = start;
+
+	if (xa_find(&region->pages, &index, end - 1, XA_PRESENT))
+		return index;
+	return end;
+}
+
+/*
+ * ALLOW_SRC_HOLES: skip the slots of @op, from where it is, that are holes
+ * on both sides (and not protected at the destination): they move as
+ * holes, which changes nothing, so a sparse source costs a lookup per
+ * entry, not per slot.  Racing fills are ordered after this move.
+ */
+static void uffdx_op_skip_holes(struct uffdx_move_op *op)
+{
+	pgoff_t s = op->src_start + op->done, d = op->dst_start + op->done;
+	pgoff_t left = op->nr - op->done, n;
+	unsigned long *wp;
+
+	n = uffdx_next_entry(op->src, s, s + left) - s;
+	if (n)
+		n = min(n, uffdx_next_entry(op->dst, d, d + n) - d);
+	wp = uffdx_slot_flags(op->dst, UFFDX_SF_WP);
+	if (n && wp)
+		n = min_t(pgoff_t, n, find_next_bit(wp, d + n, d) - d);
+	op->done += n;
+}
+
 /*
  * Run @ops in order, grouping consecutive ones that share their regions.
  * An op stops at its first failure; the others go on.  A fatal signal
@@ -458,6 +508,11 @@ static void uffdx_move_ops(struct uffdx_move_op *ops, unsigned int n,
 			break;
 		}
 
+		if (mode & UFFDX_MOVE_ALLOW_SRC_HOLES) {
+			uffdx_op_skip_holes(&ops[k]);
+			if (uffdx_op_finished(&ops[k]))
+				continue;
+		}
 		g.src = ops[k].src;
 		g.dst = ops[k].dst;
 		g.nr_pieces = 0;
@@ -642,7 +697,7 @@ static struct uffdx_region *uffdx_move_addr_region(u64 addr, u64 len,
 		return ERR_PTR(-EINVAL);
 	vma = find_vma(current->mm, addr);
 	if (!vma || vma->vm_start > addr || end > vma->vm_end ||
-	    vma->vm_ops != &uffdx_vm_ops)
+	    !uffdx_is_region_vma(vma))
 		return ERR_PTR(-EINVAL);
 	if (!(vma->vm_file->f_mode & FMODE_WRITE))
 		return ERR_PTR(-EBADF);

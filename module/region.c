@@ -126,6 +126,12 @@ static int uffdx_range_args_check(unsigned int nr, const struct uffdx_range *r)
 	case _UFFDX_ZERO:
 	case _UFFDX_POISON:
 		return r->mode & ~UFFDX_FILL_DONTWAKE ? -EINVAL : 0;
+	case _UFFDX_WRITEPROTECT:
+		if (r->mode & ~(UFFDX_WP_PROTECT | UFFDX_WP_DONTWAKE))
+			return -EINVAL;
+		/* DONTWAKE is for unprotect only, as for UFFDIO_WRITEPROTECT */
+		return r->mode == (UFFDX_WP_PROTECT | UFFDX_WP_DONTWAKE) ?
+		       -EINVAL : 0;
 	default:
 		return r->mode ? -EINVAL : 0;
 	}
@@ -181,6 +187,15 @@ int uffdx_range_apply(struct uffdx_ctx *ctx, unsigned int nr,
 		break;
 	case _UFFDX_DISCARD:
 		ret = uffdx_store_discard(region, start, end, &done);
+		*report = true;
+		break;
+	case _UFFDX_WRITEPROTECT:
+		/* Not a write-protect region: rejected, nothing reported. */
+		if (!region->wp_mode) {
+			ret = -EINVAL;
+			break;
+		}
+		ret = uffdx_wp_apply(region, start, end, r->mode, &done);
 		*report = true;
 		break;
 	default:
@@ -269,7 +284,8 @@ static int uffdx_region_mmap(struct file *file, struct vm_area_struct *vma)
 	 * stay normal, refcounted pages (vm_normal_page() finds them).
 	 */
 	uffdx_vm_flags_set(vma, VM_DONTEXPAND | VM_MIXEDMAP);
-	vma->vm_ops = &uffdx_vm_ops;
+	/* Write-protect regions map pages read-only until written (wp.c). */
+	vma->vm_ops = region->wp_mode ? &uffdx_wp_vm_ops : &uffdx_vm_ops;
 	return 0;
 }
 
@@ -296,6 +312,10 @@ static long uffdx_region_ioctl(struct file *file, unsigned int cmd,
 	info.resident = (u64)uffdx_region_resident(region) << PAGE_SHIFT;
 	if (uffdx_ctx_released(region->ctx))
 		info.flags |= UFFDX_REGION_OWNER_GONE;
+	if (region->wp_mode == UFFDX_REGION_CREATE_WP)
+		info.flags |= UFFDX_REGION_WP;
+	if (region->wp_mode == UFFDX_REGION_CREATE_WP_ASYNC)
+		info.flags |= UFFDX_REGION_WP_ASYNC;
 	return uffdx_copy_out(uarg, usize, &info, sizeof(info));
 }
 
@@ -314,6 +334,9 @@ static void uffdx_region_show_fdinfo(struct seq_file *m, struct file *file)
 		   from_kuid_munged(seq_user_ns(m), region->ctx->user->uid));
 	seq_printf(m, "uffdx-owner-gone:\t%d\n",
 		   uffdx_ctx_released(region->ctx));
+	seq_printf(m, "uffdx-wp-mode:\t%s\n",
+		   region->wp_mode == UFFDX_REGION_CREATE_WP ? "sync" :
+		   region->wp_mode ? "async" : "none");
 }
 
 static const struct file_operations uffdx_region_fops = {
@@ -336,9 +359,23 @@ int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 	u32 id;
 	int fd, ret;
 
-	if (rc->flags || rc->__pad ||
-	    memchr_inv(rc->reserved, 0, sizeof(rc->reserved)))
+	if (rc->__pad || memchr_inv(rc->reserved, 0, sizeof(rc->reserved)))
 		return -EINVAL;
+	/* At most one write-protect mode, and its feature negotiated. */
+	switch (rc->flags) {
+	case 0:
+		break;
+	case UFFDX_REGION_CREATE_WP:
+		if (!(ctx->features & UFFDX_FEATURE_WP))
+			return -EINVAL;
+		break;
+	case UFFDX_REGION_CREATE_WP_ASYNC:
+		if (!(ctx->features & UFFDX_FEATURE_WP_ASYNC))
+			return -EINVAL;
+		break;
+	default:
+		return -EINVAL;
+	}
 	if (!rc->len || !PAGE_ALIGNED(rc->len) ||
 	    rc->len > UFFDX_REGION_MAX_BYTES)
 		return -EINVAL;
@@ -354,6 +391,8 @@ int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 	kref_init(&region->kref);
 	xa_init(&region->pages);
 	mutex_init(&region->lock);
+	spin_lock_init(&region->wp_lock);
+	region->wp_mode = rc->flags;
 	atomic_long_set(&region->resident, 0);
 	atomic_long_set(&region->values, 0);
 	region->len = rc->len;

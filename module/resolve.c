@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * uffdx RESOLVE: a fault handler's loop in one system call.  Apply a batch
- * of resolutions (COPY, ZERO, POISON, WAKE, MOVE) in order, then take up
- * to N events off the queue, sleeping until one is pending.  In the steady
- * state a handler makes one crossing per fault where a userfaultfd
- * handler makes two or three (poll, read, UFFDIO_COPY).
+ * of resolutions (COPY, ZERO, POISON, WAKE, MOVE, WRITEPROTECT) in order,
+ * then take up to N events off the queue, sleeping until one is pending.
+ * In the steady state a handler makes one crossing per fault where a
+ * userfaultfd handler makes two or three (poll, read, UFFDIO_COPY).
  *
  * Each resolution goes through the same code as its own ioctl
  * (uffdx_range_apply(), uffdx_move_into()); events through the same queue
@@ -34,6 +34,7 @@ static int uffdx_resolve_one(struct uffdx_ctx *ctx,
 	case _UFFDX_POISON:
 	case _UFFDX_WAKE:
 	case _UFFDX_MOVE:
+	case _UFFDX_WRITEPROTECT:
 		break;
 	default:
 		res->result = -EINVAL;

@@ -2,13 +2,17 @@
 /*
  * uffdx page store: the slots of a region, and every change made to them.
  *
- * A slot (an index of region->pages) is in one of these states; the arming
- * bitmap adds "armed" to a hole.  docs/design.md section 3 draws the whole
- * machine with its invalidations.
+ * A slot (an index of region->pages) is in one of these states, and has
+ * the flag bits of enum uffdx_slot_flag beside it (armed; write-protected
+ * and written, wp.c).  docs/design.md section 3 draws the whole machine
+ * with its invalidations.
  *
  *   hole     NULL             fill -> page/poison; fault: armed -> event,
- *                             else -> page (zeroed)
- *   page     struct page *    discard -> hole (zap)
+ *                             protected write -> WP event (sync) or
+ *                             written (async), else -> page (zeroed)
+ *   page     struct page *    discard -> hole (zap); move -> hole here,
+ *                             page there (zap), flags WP/WRITTEN with it;
+ *                             protect -> write permission taken away
  *   poison   value entry      discard -> hole (zap not needed: never mapped)
  *
  * Rules every path here follows:
@@ -268,6 +272,17 @@ static void uffdx_remove_batch(struct uffdx_region *region, pgoff_t start,
 
 	lockdep_assert_held(&region->lock);
 
+	/*
+	 * Discard drops write protection and the written record, first: a
+	 * fill or write fault that lands in a slot once it is empty comes
+	 * after the discard, and keeps its record.
+	 */
+	if (region->wp_mode) {
+		spin_lock(&region->wp_lock);
+		uffdx_slot_clear(region, UFFDX_SF_WP, start, end);
+		uffdx_slot_clear(region, UFFDX_SF_WRITTEN, start, end);
+		spin_unlock(&region->wp_lock);
+	}
 	xa_for_each_range(&region->pages, index, entry, start, end - 1) {
 		/* Callers pass at most a batch. */
 		if (!xa_is_value(entry) && WARN_ON_ONCE(nr == UFFDX_BATCH))
@@ -285,6 +300,9 @@ static void uffdx_remove_batch(struct uffdx_region *region, pgoff_t start,
 		uffdx_unmap_pages(region->inode->i_mapping, start, end - start);
 	for (i = 0; i < nr; i++)
 		uffdx_free_page(region->ctx, pages[i]);
+	/* Writers asleep on protection that is gone: their slots are holes. */
+	if (region->wp_mode == UFFDX_REGION_CREATE_WP)
+		uffdx_wake_wp_range(region, start, end);
 }
 
 /* DISCARD: [@start, @end) become holes; *@done counts the slots handled. */
@@ -328,6 +346,7 @@ static unsigned long uffdx_bitmap_units(struct uffdx_region *region)
 void uffdx_store_destroy(struct uffdx_region *region)
 {
 	unsigned long index, n = 0;
+	unsigned int f;
 	void *entry;
 
 	xa_for_each(&region->pages, index, entry) {
@@ -338,52 +357,85 @@ void uffdx_store_destroy(struct uffdx_region *region)
 			cond_resched();
 	}
 	xa_destroy(&region->pages);
-	if (region->armed) {
-		kvfree(region->armed);
+	for (f = 0; f < UFFDX_SF_NR; f++) {
+		if (!region->flags[f])
+			continue;
+		kvfree(region->flags[f]);
 		uffdx_uncharge(region->ctx, uffdx_bitmap_units(region));
 	}
 }
 
-bool uffdx_region_armed(struct uffdx_region *region, pgoff_t index)
+/* The bitmap of slot flag @f, or NULL while no slot has it set. */
+unsigned long *uffdx_slot_flags(struct uffdx_region *region,
+				enum uffdx_slot_flag f)
 {
-	/* Pairs with the release in uffdx_store_set_armed(): zeroed bitmap. */
-	unsigned long *armed = smp_load_acquire(&region->armed);
+	/* Pairs with the release in uffdx_slot_flags_get(): zeroed bitmap. */
+	return smp_load_acquire(&region->flags[f]);
+}
 
-	return armed && test_bit(index, armed);
+bool uffdx_slot_test(struct uffdx_region *region, enum uffdx_slot_flag f,
+		     pgoff_t index)
+{
+	unsigned long *bits = uffdx_slot_flags(region, f);
+
+	return bits && test_bit(index, bits);
+}
+
+/*
+ * Make sure the bitmap of slot flag @f exists, under @region->lock: up to
+ * 32 MiB for a 1 TiB region, charged like pages; 0 or -ENOMEM.
+ */
+int uffdx_slot_flags_get(struct uffdx_region *region, enum uffdx_slot_flag f)
+{
+	struct uffdx_ctx *ctx = region->ctx;
+	unsigned long *bits;
+	int ret;
+
+	lockdep_assert_held(&region->lock);
+	if (region->flags[f])
+		return 0;
+	ret = uffdx_charge(ctx, uffdx_bitmap_units(region));
+	if (ret)
+		return ret;
+	bits = kvcalloc(BITS_TO_LONGS(region->npages), sizeof(long),
+			GFP_KERNEL_ACCOUNT);
+	if (!bits) {
+		uffdx_uncharge(ctx, uffdx_bitmap_units(region));
+		return -ENOMEM;
+	}
+	/* Publish the bitmap zeroed; uffdx_slot_flags() acquires. */
+	smp_store_release(&region->flags[f], bits);
+	return 0;
+}
+
+/*
+ * Clear flag @f of [@start, @end).  The caller holds the lock that flag's
+ * writers hold (uffdx.h): bitmap_clear() is not atomic against them.
+ */
+void uffdx_slot_clear(struct uffdx_region *region, enum uffdx_slot_flag f,
+		      pgoff_t start, pgoff_t end)
+{
+	unsigned long *bits = uffdx_slot_flags(region, f);
+
+	if (bits)
+		bitmap_clear(bits, start, end - start);
 }
 
 /* Arm or disarm [@start, @end) for missing faults. */
 int uffdx_store_set_armed(struct uffdx_region *region, pgoff_t start,
 			  pgoff_t end, bool arm)
 {
-	struct uffdx_ctx *ctx = region->ctx;
-	unsigned long *armed;
 	int ret = 0;
 
 	mutex_lock(&region->lock);
-	armed = region->armed;
-	if (!armed && arm) {
-		/* Up to 32 MiB for a 1 TiB region, charged like pages. */
-		ret = uffdx_charge(ctx, uffdx_bitmap_units(region));
-		if (ret)
-			goto out_unlock;
-		armed = kvcalloc(BITS_TO_LONGS(region->npages), sizeof(long),
-				 GFP_KERNEL_ACCOUNT);
-		if (!armed) {
-			uffdx_uncharge(ctx, uffdx_bitmap_units(region));
-			ret = -ENOMEM;
-			goto out_unlock;
-		}
-		/* Publish the bitmap zeroed; uffdx_region_armed() acquires. */
-		smp_store_release(&region->armed, armed);
+	if (arm) {
+		ret = uffdx_slot_flags_get(region, UFFDX_SF_ARMED);
+		if (!ret)
+			bitmap_set(region->flags[UFFDX_SF_ARMED], start,
+				   end - start);
+	} else if (region->flags[UFFDX_SF_ARMED]) {
+		bitmap_clear(region->flags[UFFDX_SF_ARMED], start, end - start);
 	}
-	if (armed) {
-		if (arm)
-			bitmap_set(armed, start, end - start);
-		else
-			bitmap_clear(armed, start, end - start);
-	}
-out_unlock:
 	mutex_unlock(&region->lock);
 	return ret;
 }
@@ -458,6 +510,9 @@ int uffdx_store_fill(struct uffdx_region *region, enum uffdx_fill_kind kind,
 			uffdx_drop_entry(ctx, entry);
 			break;
 		}
+		/* Poison is not a write: its slot keeps its state. */
+		if (region->wp_mode && kind != UFFDX_FILL_POISON)
+			uffdx_wp_filled(region, index);
 		if ((index - start) % UFFDX_BATCH == UFFDX_BATCH - 1)
 			cond_resched();
 	}

@@ -109,6 +109,22 @@ struct uffdx_ctx {
 #define UFFDX_SLOT_POISON	1UL
 #define UFFDX_POISON_ENTRY	xa_mk_value(UFFDX_SLOT_POISON)
 
+/*
+ * Flag bits beside each slot, one bitmap per flag, allocated on first use
+ * (uffdx_slot_flags_get()); a missing bitmap is all zeroes.  They are the
+ * part of a slot's state that is not in its entry, so that they hold on
+ * holes too; store.c and docs/design.md section 3.
+ *  ARMED:   a hole here raises a missing event (ARM, DISARM; @lock).
+ *  WP:      writes are caught (wp.c; @wp_lock).
+ *  WRITTEN: written since last protected, WP_ASYNC regions (@wp_lock).
+ */
+enum uffdx_slot_flag {
+	UFFDX_SF_ARMED,
+	UFFDX_SF_WP,
+	UFFDX_SF_WRITTEN,
+	UFFDX_SF_NR,
+};
+
 /* What a fill installs in a hole. */
 enum uffdx_fill_kind {
 	UFFDX_FILL_COPY,	/* a page copied from user memory */
@@ -123,10 +139,15 @@ enum uffdx_fill_kind {
  * one reference) or a value entry (UFFDX_SLOT_*).
  *
  * Locking (outermost first): mmap_lock (faults, MOVE_ADDR, MOVE_VEC) ->
- * @lock -> page lock -> xa_lock(@pages) -> i_mmap_rwsem -> page-table lock.
- *  - @lock serialises removal of entries from the store (discard, move)
- *    and changes to @armed.  Moves between two regions take both @lock in
- *    ascending address order (move.c).
+ * @lock -> page lock -> @wp_lock -> xa_lock(@pages) -> i_mmap_rwsem ->
+ * page-table lock.
+ *  - @lock serialises removal of entries from the store (discard, move),
+ *    the allocation of @flags bitmaps and changes to ARMED.  Moves
+ *    between two regions take both @lock in ascending address order
+ *    (move.c).
+ *  - @wp_lock (a spinlock, never held across a sleep) makes the changes
+ *    of a slot's WP and WRITTEN bits atomic with each other: page_mkwrite
+ *    takes it under the page lock, SCAN once per batch.
  *  - A page is mapped only while holding its page lock and after
  *    re-checking that the slot still holds it; removal takes the page lock
  *    after clearing the slot and before zapping (discard), or zaps while
@@ -153,7 +174,9 @@ struct uffdx_region {
 
 	struct xarray pages;
 	struct mutex lock;		/* see above */
-	unsigned long *armed;		/* missing-fault bitmap, or NULL */
+	unsigned long *flags[UFFDX_SF_NR];	/* slot flags, or NULL */
+	u32 wp_mode;			/* 0 or UFFDX_REGION_CREATE_WP(_ASYNC) */
+	spinlock_t wp_lock;		/* WP and WRITTEN bit changes */
 	atomic_long_t resident;		/* pages in the store */
 	atomic_long_t values;		/* page-less entries (poison) */
 	struct rcu_head rcu;		/* lookups by id run under RCU */
@@ -169,6 +192,7 @@ struct uffdx_fault_waiter {
 	struct mm_struct *mm;		/* the faulting mm (GUP: not ours) */
 	struct uffdx_region *region;
 	pgoff_t index;
+	bool wp;			/* a write to a protected page */
 	u64 seq;
 	struct uffdx_event event;
 };
@@ -232,7 +256,19 @@ int uffdx_store_discard(struct uffdx_region *region, pgoff_t start,
 void uffdx_store_destroy(struct uffdx_region *region);
 int uffdx_store_set_armed(struct uffdx_region *region, pgoff_t start,
 			  pgoff_t end, bool arm);
-bool uffdx_region_armed(struct uffdx_region *region, pgoff_t index);
+bool uffdx_slot_test(struct uffdx_region *region, enum uffdx_slot_flag f,
+		     pgoff_t index);
+unsigned long *uffdx_slot_flags(struct uffdx_region *region,
+				enum uffdx_slot_flag f);
+int uffdx_slot_flags_get(struct uffdx_region *region, enum uffdx_slot_flag f);
+void uffdx_slot_clear(struct uffdx_region *region, enum uffdx_slot_flag f,
+		      pgoff_t start, pgoff_t end);
+
+static inline bool uffdx_region_armed(struct uffdx_region *region,
+				      pgoff_t index)
+{
+	return uffdx_slot_test(region, UFFDX_SF_ARMED, index);
+}
 
 /* region.c */
 int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
@@ -251,16 +287,39 @@ long uffdx_move_ioctl(struct uffdx_ctx *ctx, unsigned int nr, void *karg,
 int uffdx_move_into(struct uffdx_ctx *ctx, u64 region_id, u64 offset,
 		    u64 src, u64 len, u32 mode, s64 *result);
 
+/* wp.c */
+vm_fault_t uffdx_wp_page_mkwrite(struct vm_fault *vmf);
+int uffdx_wp_apply(struct uffdx_region *region, pgoff_t start, pgoff_t end,
+		   u32 mode, pgoff_t *done);
+long uffdx_wp_ioctl(struct uffdx_ctx *ctx, unsigned int nr, void *karg,
+		    void __user *uarg);
+bool uffdx_wp_must_wait(struct uffdx_region *region, pgoff_t index);
+void uffdx_wp_filled(struct uffdx_region *region, pgoff_t index);
+int uffdx_wp_move_prepare(struct uffdx_region *dst, struct uffdx_region *src);
+int uffdx_wp_move_check(struct uffdx_region *dst, pgoff_t d,
+			struct uffdx_region *src, pgoff_t s);
+void uffdx_wp_move(struct uffdx_region *dst, pgoff_t d,
+		   struct uffdx_region *src, pgoff_t s);
+
 /* resolve.c */
 long uffdx_resolve(struct uffdx_ctx *ctx, struct file *file,
 		   struct uffdx_resolve *rs, void __user *uarg);
 
 /* fault.c */
 extern const struct vm_operations_struct uffdx_vm_ops;
+extern const struct vm_operations_struct uffdx_wp_vm_ops;
 void uffdx_wake_range(struct uffdx_ctx *ctx, struct uffdx_region *region,
 		      pgoff_t start, pgoff_t end);
+void uffdx_wake_wp_range(struct uffdx_region *region, pgoff_t start,
+			 pgoff_t end);
 void uffdx_release_waiters(struct uffdx_ctx *ctx);
 void uffdx_map_and_wake(struct uffdx_ctx *ctx, struct uffdx_region *region,
 			pgoff_t start, pgoff_t end);
+
+/* A mapping of a region file (either kind of vm_operations). */
+static inline bool uffdx_is_region_vma(const struct vm_area_struct *vma)
+{
+	return vma->vm_ops == &uffdx_vm_ops || vma->vm_ops == &uffdx_wp_vm_ops;
+}
 
 #endif /* UFFDX_INTERNAL_H */

@@ -37,8 +37,14 @@
 /* What UFFDX_FEATURE_MOVE adds. */
 #define MOVE_IOCTLS ((1ULL << _UFFDX_MOVE) | (1ULL << _UFFDX_MOVE_ADDR) | \
 		     (1ULL << _UFFDX_MOVE_VEC))
+/* What UFFDX_FEATURE_WP adds (WAKE and RESOLVE: for its writers). */
+#define WP_IOCTLS ((1ULL << _UFFDX_WRITEPROTECT) | \
+		   (1ULL << _UFFDX_WRITEPROTECT_ADDR) | \
+		   (1ULL << _UFFDX_WAKE) | (1ULL << _UFFDX_RESOLVE))
+/* What UFFDX_FEATURE_WP_ASYNC adds (it implies WP). */
+#define WP_ASYNC_IOCTLS (WP_IOCTLS | (1ULL << _UFFDX_SCAN))
 /* Every ioctl number of this ABI version that a context implements. */
-#define ALL_CTX_IOCTLS (DEFAULT_CTX_IOCTLS | MOVE_IOCTLS)
+#define ALL_CTX_IOCTLS (DEFAULT_CTX_IOCTLS | MOVE_IOCTLS | WP_ASYNC_IOCTLS)
 
 /* What every negotiated context may use: REGIONS is always granted. */
 #define BASE_CTX_IOCTLS ((1ULL << _UFFDX_API) | (1ULL << _UFFDX_REGION_CREATE) | \
@@ -190,7 +196,7 @@ TEST_F(raw, api_with_features_reports_all_supported)
 	api_init(&b, DEFAULT_FEATURES | UFFDX_FEATURE_MOVE);
 	ASSERT_EQ(0, ioctl(fd2, UFFDX_IOC_API, &b)) TH_LOG("%s", strerror(errno));
 	EXPECT_EQ(a.features, b.features);
-	EXPECT_EQ(ALL_CTX_IOCTLS, b.ioctls)
+	EXPECT_EQ(DEFAULT_CTX_IOCTLS | MOVE_IOCTLS, b.ioctls)
 		TH_LOG("ioctls 0x%llx", (unsigned long long)b.ioctls);
 	close(fd2);
 }
@@ -469,8 +475,8 @@ static void check_unknown_ioctls(struct __test_metadata *_metadata, int fd)
 	struct uffdx_range r;
 	unsigned long nrs[] = {
 		_IOWR(UFFDX_IOC_MAGIC, 0x3f, struct uffdx_range),
-		/* the first number after the last one defined (RESOLVE) */
-		_IOWR(UFFDX_IOC_MAGIC, 0x0d, struct uffdx_range),
+		/* the first number after the last one defined (SCAN) */
+		_IOWR(UFFDX_IOC_MAGIC, 0x10, struct uffdx_range),
 		_IOWR(UFFDX_IOC_MAGIC, 0xff, struct uffdx_range),
 		_IO('x', 1),
 		_IOWR('x', _UFFDX_COPY, struct uffdx_range),
@@ -1090,12 +1096,33 @@ TEST(features_gate_ioctls_move_only)
 	check_gating(_metadata, UFFDX_FEATURE_MOVE, BASE_CTX_IOCTLS | MOVE_IOCTLS);
 }
 
+static int wp_supported(void)
+{
+	struct uffdx_api a;
+
+	memset(&a, 0, sizeof(a));
+	return !uffdx_query(&a) && (a.features & UFFDX_FEATURE_WP) &&
+	       (a.features & UFFDX_FEATURE_WP_ASYNC);
+}
+
+TEST(features_gate_ioctls_wp_only)
+{
+	SKIP_IF_NO_UFFDX();
+	if (!wp_supported())
+		SKIP(return, "the module does not report UFFDX_FEATURE_WP(_ASYNC)");
+	check_gating(_metadata, UFFDX_FEATURE_WP, BASE_CTX_IOCTLS | WP_IOCTLS);
+	/* dirty tracking is write protection: it grants WP's ioctls too */
+	check_gating(_metadata, UFFDX_FEATURE_WP_ASYNC,
+		     BASE_CTX_IOCTLS | WP_ASYNC_IOCTLS);
+}
+
 TEST(features_gate_ioctls_all)
 {
 	SKIP_IF_NO_UFFDX();
-	if (!move_supported())
-		SKIP(return, "the module does not report UFFDX_FEATURE_MOVE");
-	check_gating(_metadata, DEFAULT_FEATURES | UFFDX_FEATURE_MOVE, ALL_CTX_IOCTLS);
+	if (!move_supported() || !wp_supported())
+		SKIP(return, "the module does not report MOVE and WP(_ASYNC)");
+	check_gating(_metadata, DEFAULT_FEATURES | UFFDX_FEATURE_MOVE |
+		     UFFDX_FEATURE_WP_ASYNC, ALL_CTX_IOCTLS);
 }
 
 /* ---- open modes and credentials --------------------------------------------- */

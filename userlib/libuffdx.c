@@ -329,6 +329,49 @@ UFFDX_EXPORT int uffdx_move_vec(int ctx, struct uffdx_move_entry *entries,
 	return ret < 0 ? ret : 0;
 }
 
+/* ---- write protection ---------------------------------------------------- */
+
+UFFDX_EXPORT int uffdx_writeprotect(int ctx, uint64_t region, uint64_t offset,
+				    uint64_t len, uint32_t mode,
+				    int64_t *result)
+{
+	return uffdx_range_op(ctx, UFFDX_IOC_WRITEPROTECT, region, offset, len,
+			      0, mode, result);
+}
+
+UFFDX_EXPORT int uffdx_writeprotect_addr(int ctx, void *addr, uint64_t len,
+					 uint32_t mode, int64_t *result)
+{
+	struct uffdx_writeprotect_addr w;
+	int ret;
+
+	memset(&w, 0, sizeof(w));
+	w.size = sizeof(w);
+	w.mode = mode;
+	w.addr = (uint64_t)(uintptr_t)addr;
+	w.len = len;
+	ret = uffdx_ioctl(ctx, UFFDX_IOC_WRITEPROTECT_ADDR, &w);
+	if (result)
+		*result = w.result;
+	return ret < 0 ? ret : 0;
+}
+
+UFFDX_EXPORT int uffdx_scan(int ctx, struct uffdx_scan *scan)
+{
+	int ret;
+
+	if (!scan)
+		return -EINVAL;
+	/* The caller's struct is the argument: outputs read 0 if rejected. */
+	scan->size = sizeof(*scan);
+	scan->scanned = 0;
+	scan->nr_out = 0;
+	scan->written = 0;
+	memset(scan->reserved, 0, sizeof(scan->reserved));
+	ret = uffdx_ioctl(ctx, UFFDX_IOC_SCAN, scan);
+	return ret < 0 ? ret : 0;
+}
+
 /* ---- resolve and wait ---------------------------------------------------- */
 
 UFFDX_EXPORT int uffdx_resolve_wait(int ctx, struct uffdx_resolution *res,

@@ -86,6 +86,23 @@ int uffdx_move_vec(int ctx, struct uffdx_move_entry *entries, unsigned int nr,
 		   uint32_t mode, uint64_t *moved);
 
 /*
+ * Write protection (UFFDX_FEATURE_WP, UFFDX_FEATURE_WP_ASYNC), on regions
+ * created with UFFDX_REGION_CREATE_WP or _WP_ASYNC.  uffdx_writeprotect()
+ * protects (mode UFFDX_WP_PROTECT) or unprotects (mode 0, or
+ * UFFDX_WP_DONTWAKE) a range by region id, uffdx_writeprotect_addr() by
+ * address in the caller's mapping of a region of ctx; "result" as for the
+ * range operations.  uffdx_scan() reports the pages of a WP_ASYNC range
+ * written since they were protected (UFFDX_SCAN_REARM: and protects them
+ * again, atomically); the caller fills the struct's inputs, the library
+ * its size and reserved fields.
+ */
+int uffdx_writeprotect(int ctx, uint64_t region, uint64_t offset, uint64_t len,
+		       uint32_t mode, int64_t *result);
+int uffdx_writeprotect_addr(int ctx, void *addr, uint64_t len, uint32_t mode,
+			    int64_t *result);
+int uffdx_scan(int ctx, struct uffdx_scan *scan);
+
+/*
  * A handler's loop in one call (UFFDX_IOC_RESOLVE): apply the nr
  * resolutions in order (each one's result in its "result"), then read up
  * to max_events events, waiting up to timeout_ns (< 0: no limit) for the
@@ -115,7 +132,7 @@ int uffdx_serve_copy(int ctx, const struct uffdx_event *ev,
 const char *uffdx_strerror(int err);
 const char *uffdx_feature_name(uint64_t feature);
 
-/* Library version, e.g. "0.2.0", and a check like io_uring_check_version(). */
+/* Library version, e.g. "0.3.0", and a check like io_uring_check_version(). */
 const char *uffdx_version(void);
 int uffdx_check_version(int major, int minor);
 

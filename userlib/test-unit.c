@@ -131,6 +131,7 @@ static void test_bad_fds(void)
 {
 	struct uffdx_region_map map;
 	struct uffdx_event ev[2];
+	struct uffdx_scan scan;
 	int64_t result = 1234;
 	char page[64];
 
@@ -149,6 +150,22 @@ static void test_bad_fds(void)
 	CHECK(uffdx_region_unmap(&map) == 0);
 	CHECK(uffdx_region_unmap(&map) == 0);
 	CHECK(uffdx_region_map(-1, 4096, 0, NULL) == -EINVAL);
+
+	result = 1234;
+	CHECK(uffdx_writeprotect(-1, 1, 0, 4096, UFFDX_WP_PROTECT,
+				 &result) == -EBADF);
+	CHECK(result == 0);
+	result = 1234;
+	CHECK(uffdx_writeprotect_addr(-1, page, 4096, 0, &result) == -EBADF);
+	CHECK(result == 0);
+	CHECK(uffdx_scan(-1, NULL) == -EINVAL);
+	/* The library fills size and reserved, and clears the outputs. */
+	memset(&scan, 0xcc, sizeof(scan));
+	CHECK(uffdx_scan(-1, &scan) == -EBADF);
+	CHECK(scan.size == sizeof(scan) && scan.reserved[0] == 0 &&
+	      scan.reserved[1] == 0);
+	CHECK(scan.scanned == 0 && scan.nr_out == 0 && scan.written == 0);
+	CHECK(scan.flags == 0xccccccccU && scan.out_len == 0xccccccccccccccccULL);
 
 	memset(ev, 0, sizeof(ev));
 	ev[0].type = UFFDX_EVENT_PAGEFAULT;

@@ -31,6 +31,9 @@ static const char *const ioctl_names[] = {
 	[_UFFDX_MOVE_ADDR]	= "move-addr",
 	[_UFFDX_MOVE_VEC]	= "move-vec",
 	[_UFFDX_RESOLVE]	= "resolve",
+	[_UFFDX_WRITEPROTECT]	= "writeprotect",
+	[_UFFDX_WRITEPROTECT_ADDR] = "writeprotect-addr",
+	[_UFFDX_SCAN]		= "scan",
 };
 
 static void usage(FILE *f)

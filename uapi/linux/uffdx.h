@@ -60,7 +60,7 @@
 #define UFFDX_FEATURE_MOVE_HUGE		_BITULL(9)
 /* Write-protect markers with synchronous WP faults: WRITEPROTECT(_ADDR). */
 #define UFFDX_FEATURE_WP		_BITULL(16)
-/* Asynchronous dirty tracking with atomic scan and re-arm: SCAN. */
+/* Asynchronous dirty tracking with atomic scan and re-arm: SCAN.  Implies WP. */
 #define UFFDX_FEATURE_WP_ASYNC		_BITULL(17)
 /* Reserved: simulated device, exclusive access on regions. */
 #define UFFDX_FEATURE_DEVICE_EXCLUSIVE	_BITULL(24)
@@ -121,13 +121,14 @@ struct uffdx_api {
  * id names it in events and in the range ioctls of this context.
  *
  * Flags choose the region's write-protect mode, fixed for its lifetime
- * (at most one; each needs its feature):
+ * (at most one; each needs its feature, and WP_ASYNC implies WP):
  *  WP:       protected pages fault synchronously: the writer sleeps and
  *            an event flagged UFFDX_PF_WP is queued (UFFDX_FEATURE_WP);
  *  WP_ASYNC: writes to protected pages proceed and are recorded for
  *            UFFDX_IOC_SCAN (UFFDX_FEATURE_WP_ASYNC).
  * The mappings of such a region take a write-notify fault on the first
- * write to each page after it is mapped.
+ * write to each page after it is mapped, and (on 6.5 and later kernels)
+ * refuse long-term writable pins: io_uring fixed buffers, VFIO, RDMA.
  */
 #define UFFDX_REGION_CREATE_WP		0x1U
 #define UFFDX_REGION_CREATE_WP_ASYNC	0x2U
@@ -279,11 +280,14 @@ struct uffdx_scan_range {
 
 /*
  * UFFDX_IOC_SCAN (WP_ASYNC regions): report the pages of [offset,
- * offset + len) written since they were last protected, and with REARM
- * protect them again, atomically with the report: a write that lands
- * after the scan read a page's state is recorded for a later scan.  Pages
+ * offset + len) written since they were last protected.  With REARM the
+ * reported records are taken and the pages protected again, atomically
+ * with the report: a write that lands after the scan read a page's state
+ * is recorded for a later scan.  Without REARM nothing changes.  Pages
  * pinned for DMA (which can change without a fault) are reported written
- * by every scan.
+ * by every scan.  A scan that fails with EFAULT (the output could not be
+ * written) or EINTR still writes "scanned", "nr_out" and "written": what
+ * they cover was reported; records past it are kept.
  *
  * Output: "out_len" struct uffdx_scan_range at "out" (runs of written
  * pages, in order, adjacent ones merged), or with UFFDX_SCAN_BITMAP a
@@ -320,8 +324,7 @@ struct uffdx_scan {
  * "result" is the op's progress report.
  */
 struct uffdx_resolution {
-	__u32 op;		/* in: _UFFDX_COPY, ZERO, POISON, WAKE, MOVE,
-				 *     WRITEPROTECT */
+	__u32 op;		/* in: one of the _UFFDX_* above */
 	__u32 mode;		/* in: the op's modes */
 	__u64 region_id;	/* in */
 	__u64 offset;		/* in: bytes */
