@@ -377,11 +377,14 @@ static struct ioc iocs[NR_IOC] = {
 	FUZZ_IOCTL(UFFDX_IOC_RESOLVE, I_RESOLVE, uffdx_resolve,
 		   resolve_fields, 0, 6, 0),
 	FUZZ_IOCTL(UFFDX_IOC_WRITEPROTECT, I_WP, uffdx_range, range_fields,
-		   UFFDX_WP_PROTECT | UFFDX_WP_DONTWAKE, 3, 0),
+		   UFFDX_WP_PROTECT | UFFDX_WP_DONTWAKE, 5,
+		   EAGAIN, EBUSY, ENOMEM, 0),
 	FUZZ_IOCTL(UFFDX_IOC_WRITEPROTECT_ADDR, I_WP_ADDR,
 		   uffdx_writeprotect_addr, wp_addr_fields,
-		   UFFDX_WP_PROTECT | UFFDX_WP_DONTWAKE, 3, 0),
-	FUZZ_IOCTL(UFFDX_IOC_SCAN, I_SCAN, uffdx_scan, scan_fields, 0, 3, 0),
+		   UFFDX_WP_PROTECT | UFFDX_WP_DONTWAKE, 4,
+		   EAGAIN, EBUSY, ENOMEM, 0),
+	FUZZ_IOCTL(UFFDX_IOC_SCAN, I_SCAN, uffdx_scan, scan_fields, 0, 4,
+		   ENOMEM, 0),
 	FUZZ_IOCTL(UFFDX_IOC_REGION_INFO, I_REGION_INFO, uffdx_region_info,
 		   info_fields, 0, 4, 0),
 };
@@ -564,6 +567,9 @@ struct mapping {
 	uint64_t npages, pgoff;
 	int slot;
 	uint64_t uid, rlen;	/* the region's identity and length */
+	int owner_cx;		/* the region's context slot ... */
+	uint64_t owner_gen;	/* ... and its generation then */
+	uint32_t wpflags;	/* the region's REGION_CREATE flags */
 	bool filewr;		/* the file is open for writing */
 	bool prot_write;
 };
@@ -642,6 +648,9 @@ static void ctx_slot_make(int i, struct rng *r)
 		c->fd = -1;
 	}
 	c->ready = neg && c->fd >= 0;
+	/* what the module grants: REGIONS always, WP with WP_ASYNC */
+	if (want & UFFDX_FEATURE_WP_ASYNC)
+		want |= UFFDX_FEATURE_WP;
 	c->features = c->ready ? (want | UFFDX_FEATURE_REGIONS) : 0;
 	c->gen++;
 }
@@ -887,6 +896,7 @@ struct expect {
 	bool must_fail, must_succeed;
 	bool may_block;		/* RESOLVE may sleep: a timer interrupts it */
 	bool no_output;		/* rejected before anything is written back */
+	bool einval_state;	/* an EINVAL may come from the pages' state */
 	char why[160];
 };
 
@@ -1480,6 +1490,10 @@ static void gen_range(struct call *c)
 	case I_DISARM:
 		mode = chance(c->r, 50) ? UFFDX_ARM_MISSING : 0;
 		break;
+	case I_WP:
+		mode = chance(c->r, 50) ? UFFDX_WP_PROTECT :
+		       chance(c->r, 50) ? UFFDX_WP_DONTWAKE : 0;
+		break;
 	default:
 		mode = (uint32_t)(d->modes & rnd(c->r));
 		break;
@@ -1758,7 +1772,8 @@ static void gen_wp_addr(struct call *c)
 
 	lock_maps(c);
 	a = map_addr(c, &room);
-	SV(c, writeprotect_addr, mode, rnd(c->r) & 3);
+	SV(c, writeprotect_addr, mode, chance(c->r, 50) ? UFFDX_WP_PROTECT :
+	   chance(c->r, 50) ? UFFDX_WP_DONTWAKE : 0);
 	SV(c, writeprotect_addr, addr, a);
 	SV(c, writeprotect_addr, len, (1 + rn(c->r, room > 16 ? 16 : room)) * PG);
 	SV(c, writeprotect_addr, result, 0x5afe5afe00000000ULL);
@@ -1867,6 +1882,11 @@ static bool mode_ok(int ioc, uint32_t mode)
 	switch (ioc) {
 	case I_ARM:
 		return mode == UFFDX_ARM_MISSING;
+	case I_WP:
+	case I_WP_ADDR:
+		/* DONTWAKE is for unprotecting only */
+		return !(mode & ~iocs[ioc].modes) &&
+		       mode != (UFFDX_WP_PROTECT | UFFDX_WP_DONTWAKE);
 	default:
 		return !(mode & ~iocs[ioc].modes);
 	}
@@ -1887,10 +1907,8 @@ static void model_range(struct call *c, int ioc, uint32_t mode, uint64_t id,
 		cert(c, EINVAL, "mode invalid");
 	known = model_id(c, id, &L);
 	model_range_args(c, off, len, L, known);
-	if (ioc == I_WP) {
-		/* semantics not pinned down here yet: the man page decides */
-		es_or(&c->ex.maybe, &iocs[ioc].table);
-	}
+	if (ioc == I_WP && known && !slots[slot_by_id(c, id)].flags)
+		cert(c, EINVAL, "not a write-protect region");
 }
 
 /* An address range of an address-form call; the mapping, if known. */
@@ -1945,6 +1963,21 @@ static struct mapping *model_addr(struct call *c, uint64_t a, uint64_t len,
 	return m;
 }
 
+/*
+ * A move from a region of write-protect mode @sflags to one of @dflags
+ * (-1: unknown) may stop at a protected or written page with EINVAL (its
+ * state cannot go to a region of another mode), a state the fuzzer does
+ * not track.
+ */
+static void wp_state(struct call *c, int sflags, int dflags)
+{
+	if (!has_ioctl(all_ioctls, UFFDX_IOC_WRITEPROTECT) || !sflags ||
+	    sflags == dflags)
+		return;
+	maybe(c, EINVAL);
+	c->ex.einval_state = true;
+}
+
 static void model_move_addr(struct call *c, uint64_t dst, uint64_t src,
 			    uint64_t len)
 {
@@ -1957,6 +1990,8 @@ static void model_move_addr(struct call *c, uint64_t dst, uint64_t src,
 	}
 	dm = model_addr(c, dst, len, "dst");
 	sm = model_addr(c, src, len, "src");
+	if (es_empty(&c->ex.cert))
+		wp_state(c, sm ? (int)sm->wpflags : -1, dm ? (int)dm->wpflags : -1);
 	if (!dm || !sm)
 		return;
 	if (dm->uid == sm->uid) {
@@ -2031,6 +2066,8 @@ static void model_move(struct call *c)
 		maybe(c, EINVAL);
 	if (d >= 0 && d == s && len && doff < soff + len && soff < doff + len)
 		cert(c, EINVAL, "ranges overlap in one region");
+	wp_state(c, s >= 0 ? (int)slots[s].flags : -1,
+		 d >= 0 ? (int)slots[d].flags : -1);
 }
 
 static void model_move_vec(struct call *c)
@@ -2138,6 +2175,7 @@ static void model_resolution(struct call *c, const struct uffdx_resolution *x)
 	else if (!known || !sm)
 		maybe(c, EINVAL);
 	s = known ? slot_by_id(c, x->region_id) : -1;
+	wp_state(c, sm ? (int)sm->wpflags : -1, s >= 0 ? (int)slots[s].flags : -1);
 	if (sm && s >= 0 && slots[s].uid == sm->uid) {
 		uint64_t sp = sm->pgoff + (x->src - sm->addr) / PG;
 		uint64_t dp = x->offset / PG, n = x->len / PG;
@@ -2278,14 +2316,20 @@ static void model_scan(struct call *c)
 		cert(c, EINVAL, "out_len 0");
 	known = model_id(c, GV(c, scan, region_id), &L);
 	model_range_args(c, GV(c, scan, offset), GV(c, scan, len), L, known);
-	es_or(&c->ex.maybe, &iocs[I_SCAN].table);
+	if (known && slots[slot_by_id(c, GV(c, scan, region_id))].flags !=
+	    UFFDX_REGION_CREATE_WP_ASYNC)
+		cert(c, EINVAL, "not a WP_ASYNC region");
+	if (c->evplace != P_OK)
+		maybe(c, EFAULT);
 }
 
 static void model_wp_addr(struct call *c)
 {
-	uint64_t a = GV(c, writeprotect_addr, addr), len = GV(c, writeprotect_addr, len), e;
+	uint64_t a = GV(c, writeprotect_addr, addr);
+	uint64_t len = GV(c, writeprotect_addr, len), e;
+	struct mapping *m;
 
-	if (GV(c, writeprotect_addr, mode) & ~iocs[I_WP_ADDR].modes)
+	if (!mode_ok(I_WP_ADDR, (uint32_t)GV(c, writeprotect_addr, mode)))
 		cert(c, EINVAL, "mode invalid");
 	if (rsvd_set(c))
 		cert(c, EINVAL, "reserved set");
@@ -2293,9 +2337,39 @@ static void model_wp_addr(struct call *c)
 		cert(c, EINVAL, "len 0 or unaligned");
 	if (__builtin_add_overflow(a, len, &e))
 		cert(c, EINVAL, "addr + len overflows");
-	if (!a || a >= KERNEL_ADDR || a == (uint64_t)(uintptr_t)anon_page)
+	if (!es_empty(&c->ex.cert))
+		return;
+	/* a read-only mapping will do; only the owner may protect */
+	if ((uintptr_t)trap && a >= (uintptr_t)trap &&
+	    a < (uintptr_t)trap + trap_len) {
+		if (e > (uintptr_t)trap + trap_len)
+			cert(c, EINVAL, "beyond its mapping");
+		else
+			cert(c, EPERM, "another context's region (the trap's)");
+		return;
+	}
+	switch (addr_class(a, &m)) {
+	case A_NOTREGION:
 		cert(c, EINVAL, "not a region mapping");
-	es_or(&c->ex.maybe, &iocs[I_WP_ADDR].table);
+		return;
+	case A_UNKNOWN:
+		maybe(c, EINVAL);
+		maybe(c, EPERM);
+		return;
+	default:
+		break;
+	}
+	if (e > m->addr + m->npages * PG) {
+		cert(c, EINVAL, "beyond its mapping");
+		return;
+	}
+	if (c->fdkind != FD_CTX || m->owner_cx != c->cx ||
+	    m->owner_gen != c->ctx.gen) {
+		cert(c, EPERM, "another context's region");
+		return;
+	}
+	if (!m->wpflags)
+		cert(c, EINVAL, "not a write-protect region");
 }
 
 /* Does the ioctl write an output on its way to success? */
@@ -2647,9 +2721,13 @@ static void check_result(struct call *c, const char *field, uint64_t len,
 	if (c->place != P_OK || !c->out)
 		return;
 	after = (int64_t)fget(c->out, f);
+	if (c->ret && e == EINVAL && c->ex.einval_state &&
+	    (after == before || after == -EINVAL))
+		return;
 	rejected = c->ex.exact || !es_empty(&c->ex.hdr) || !reports ||
 		   (c->ret && (e == EINVAL || e == EBADF || e == E2BIG ||
-			       e == ENOTTY || (e == ENOENT && enoent == 0)));
+			       e == ENOTTY || e == EPERM ||
+			       (e == ENOENT && enoent == 0)));
 	if (rejected) {
 		if (after != before)
 			call_fail(c, "%s: result written (%" PRId64 ") by a call "
@@ -2681,7 +2759,8 @@ static void check_outputs(struct call *c)
 
 	if (c->ex.exact || !es_empty(&c->ex.hdr) || c->ex.no_output) {
 		/* nothing ran: a range call's result is untouched */
-		if ((c->ioc >= I_ARM && c->ioc <= I_MOVE_ADDR) || c->ioc == I_WP)
+		if ((c->ioc >= I_ARM && c->ioc <= I_MOVE_ADDR) || c->ioc == I_WP ||
+		    c->ioc == I_WP_ADDR)
 			check_result(c, "result", 0, false, 0);
 		return;
 	}
@@ -2735,6 +2814,36 @@ static void check_outputs(struct call *c)
 	case I_MOVE_ADDR:
 		check_result(c, "result", GV(c, move_addr, len), true, 1);
 		return;
+	case I_WP_ADDR:
+		check_result(c, "result", GV(c, writeprotect_addr, len), true, 0);
+		return;
+	case I_SCAN: {
+		uint64_t len = GV(c, scan, len), out_len = GV(c, scan, out_len);
+		uint64_t scanned, nr_out, written;
+		bool bitmap = GV(c, scan, flags) & UFFDX_SCAN_BITMAP;
+
+		if (!o || c->place != P_OK)
+			return;
+		scanned = get64(o, offsetof(struct uffdx_scan, scanned));
+		nr_out = get64(o, offsetof(struct uffdx_scan, nr_out));
+		written = get64(o, offsetof(struct uffdx_scan, written));
+		if (c->ret && c->err != EFAULT && c->err != EINTR) {
+			/* rejected: nothing written back */
+			if (scanned != GV(c, scan, scanned) ||
+			    nr_out != GV(c, scan, nr_out) ||
+			    written != GV(c, scan, written))
+				call_fail(c, "SCAN: outputs written by a call that "
+					  "did not run");
+			return;
+		}
+		if (scanned > len || !aligned(scanned) || written > scanned ||
+		    !aligned(written) || nr_out > out_len ||
+		    (!c->ret && !bitmap && scanned < len && nr_out != out_len) ||
+		    (bitmap && scanned / PG > out_len * 8))
+			call_fail(c, "SCAN: scanned %#" PRIx64 " nr_out %" PRIu64
+				  " written %#" PRIx64, scanned, nr_out, written);
+		return;
+	}
 	case I_MOVE_VEC: {
 		uint64_t n = GV(c, move_vec, nr_entries), moved = 0, full = 1;
 		const struct uffdx_move_entry *e = (void *)c->w->b.vec;
@@ -3345,6 +3454,8 @@ static void chaos_mmap(struct rng *r)
 	*m = (struct mapping){ .used = true, .addr = (uintptr_t)p,
 			       .npages = npages, .pgoff = pgoff, .slot = s,
 			       .uid = sl->uid, .rlen = sl->len,
+			       .owner_cx = sl->ctx, .owner_gen = sl->ctx_gen,
+			       .wpflags = sl->flags,
 			       .filewr = fd == sl->fd,
 			       .prot_write = prot & PROT_WRITE };
 out:
