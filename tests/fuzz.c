@@ -4039,8 +4039,16 @@ int main(int argc, char **argv)
 		       (uint64_t)atomic_load(&calls_done),
 		       (now_ns() - start) / 1e9,
 		       atomic_load(&calls_done) / ((now_ns() - start) / 1e9));
-	if (!hung)
+	if (!hung) {
+		long long charged = 0, regions = 0;
+
 		print_stats(ws, opt_workers);
+		fdinfo_ll(ctxs[CX_MAIN].fd, "uffdx-charged-pages", &charged);
+		fdinfo_ll(ctxs[CX_MAIN].fd, "uffdx-regions", &regions);
+		ksft_print_msg("at the end: %d fds open; the main context holds %lld "
+			       "regions, %lld pages charged\n", count_open_fds(),
+			       regions, charged);
+	}
 	fail_kinds_print();
 	printf("fuzz: %" PRIu64 " calls, %" PRIu64 " failures, seed %#" PRIx64 " (%s)\n",
 	       (uint64_t)atomic_load(&calls_done), (uint64_t)atomic_load(&failures),
