@@ -22,8 +22,9 @@ while getopts t: opt; do
 done
 shift $((OPTIND - 1))
 
+# One program a line, optionally with its own arguments (the fuzzer's).
 if [ $# -gt 0 ]; then
-	progs="$*"
+	progs=$(printf '%s\n' "$@")
 else
 	[ -f "$build/TESTS" ] || { echo "run-tests: $build/TESTS missing; run make -C tests" >&2; exit 2; }
 	progs=$(cat "$build/TESTS")
@@ -40,8 +41,19 @@ pass=0 fail=0 skip=0
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
-for p in $progs; do
+while read -r p args; do
+	[ -n "$p" ] || continue
 	bin=$build/$p
+	# A program that bounds itself with -t SECONDS gets that plus 120 s.
+	t=$timeout_s
+	# shellcheck disable=SC2086  # the line's words
+	set -- $args
+	while [ $# -gt 0 ]; do
+		if [ "$1" = -t ] && [ $# -gt 1 ] && [ $(($2 + 120)) -gt "$t" ]; then
+			t=$(($2 + 120))
+		fi
+		shift
+	done
 	echo "# ---- $p"
 	if [ ! -x "$bin" ]; then
 		echo "not ok - $p # missing binary $bin"
@@ -49,9 +61,11 @@ for p in $progs; do
 		continue
 	fi
 	if [ $have_timeout = 1 ]; then
-		timeout -k 10 "$timeout_s" "$bin" >"$out" 2>&1
+		# shellcheck disable=SC2086  # the line's words
+		timeout -k 10 "$t" "$bin" $args >"$out" 2>&1 </dev/null
 	else
-		"$bin" >"$out" 2>&1
+		# shellcheck disable=SC2086
+		"$bin" $args >"$out" 2>&1 </dev/null
 	fi
 	rc=$?
 	cat "$out"
@@ -60,7 +74,7 @@ for p in $progs; do
 	p_skip=$(grep -cE '^ok [0-9]+.*# *(SKIP|skip)' "$out")
 	p_fail=$(grep -cE '^not ok [0-9]+' "$out")
 	if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-		echo "not ok - $p # TIMEOUT ${timeout_s} seconds"
+		echo "not ok - $p # TIMEOUT ${t} seconds"
 		p_fail=$((p_fail + 1))
 	elif [ "$rc" = 4 ] && [ $((p_ok + p_skip + p_fail)) = 0 ]; then
 		p_skip=1
@@ -74,7 +88,9 @@ for p in $progs; do
 	pass=$((pass + p_ok))
 	skip=$((skip + p_skip))
 	fail=$((fail + p_fail))
-done
+done <<EOF
+$progs
+EOF
 
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]

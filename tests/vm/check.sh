@@ -46,11 +46,12 @@ TOTAL_FAIL=0
 TOTAL_SKIP=0
 SUMMARY=()
 RATIOS=()
-# The one-line verdicts of the fuzzer and the fault-injection round,
-# "fuzz: N calls, N failures, ..." and "fault-injection: N runs, N
-# failures (...)": each counts as one result and is repeated at the end.
+# The one-line verdict of the fault-injection round, "fault-injection: N
+# runs, N failures (...)", counts as one result and is repeated at the end;
+# the fuzzer's "fuzz: ..." line is repeated too (its KTAP result counts).
 ROUNDS=()
-ROUND_RE='^(fuzz|fault-injection): [0-9]+ [a-z]+, ([0-9]+) failures'
+ROUND_RE='^(fault-injection): [0-9]+ [a-z]+, ([0-9]+) failures'
+FUZZ=()
 
 # Per-kernel counters, reset by run_kernel.
 K_PASS=0
@@ -87,7 +88,7 @@ classify() {
 # kernel log.  Sets GUEST_DONE=1 if the guest got to the end.
 parse_output() {
 	local name=$1 out=$2 klog=$3
-	local line prog="" rc cls section="" nfail=0 ntap=0 counting=1
+	local line prog="" rc cls section="" nfail=0 ntap=0 counting=1 fuzzline=0
 	# block: the program's output; ctx: its lines since its last result.
 	local -a block=() ctx=() dmesg=() kml=() reports=()
 
@@ -98,6 +99,7 @@ parse_output() {
 		case $line in
 		"@@uffdx prog-begin "*)
 			prog=${line#@@uffdx prog-begin }
+			fuzzline=0
 			block=()
 			ctx=()
 			nfail=0
@@ -106,6 +108,9 @@ parse_output() {
 			;;
 		"@@uffdx prog-end "*)
 			rc=${line##*rc=}
+			if [ "$prog" = fuzz ] && [ "$fuzzline" = 0 ]; then
+				FUZZ+=("fuzz: 0 calls, 1 failures, seed - ($name: exited with status $rc before its summary)")
+			fi
 			if [ "$counting" = 1 ]; then
 				if [ "$rc" != 0 ] && [ "$nfail" = 0 ]; then
 					if [ "$rc" = 4 ]; then
@@ -151,6 +156,11 @@ parse_output() {
 		if [ "$GUEST_MODE" = bench ] && [[ $line == ratio\ * ]]; then
 			RATIOS+=("$name: $line")
 		fi
+		# The fuzzer's one line per kernel (its KTAP result counts).
+		if [[ $line =~ ^fuzz:\ [0-9]+\ calls ]]; then
+			FUZZ+=("$line")
+			fuzzline=1
+		fi
 		if [[ $line =~ $ROUND_RE ]]; then
 			ROUNDS+=("$name: $line")
 			if [ "${BASH_REMATCH[2]}" = 0 ]; then cls=pass; else cls=fail; fi
@@ -177,6 +187,8 @@ parse_output() {
 	done <"$out"
 
 	if [ -n "$prog" ]; then
+		[ "$prog" = fuzz ] && [ "$fuzzline" = 0 ] &&
+			FUZZ+=("fuzz: 0 calls, 1 failures, seed - ($name: did not finish)")
 		result "$name" fail "not ok - $prog did not finish"
 		printf '%s\n' "${block[@]}" | tail -n 30 | indent
 	fi
@@ -205,6 +217,21 @@ parse_output() {
 
 # ---- one kernel --------------------------------------------------------------
 
+# list_secs: the seconds that the "-t SECONDS" arguments in the guest's
+# program list (tests/build/TESTS or STRESS, the fuzzer's line) add up to.
+list_secs() {
+	local f
+	case $GUEST_MODE in
+	check) f=TESTS ;;
+	stress) f=STRESS ;;
+	*) echo 0; return ;;
+	esac
+	f=$UFFDX_TOP/tests/build/$f
+	[ -f "$f" ] || { echo 0; return; }
+	sed -n 's/.*[[:space:]]-t[[:space:]]\{1,\}\([0-9]\{1,\}\).*/\1/p' "$f" |
+		awk '{ s += $1 + 120 } END { print s + 0 }'
+}
+
 # run_guest NAME KVER VMLINUZ INITRD TIMEOUT: boot, wait, parse.
 run_guest() {
 	local name=$1 kver=$2 vmlinuz=$3 initrd=$4 limit=$5
@@ -217,6 +244,8 @@ run_guest() {
 		ptimeout=300
 	fi
 	[ "$GUEST_MODE" = stress ] && ptimeout=$((STRESS_SECS + 300))
+	# (a program that bounds itself with -t gets that plus 120 s in the
+	# guest: guest-init.sh's prog_timeout; run_kernel adds it to the limit)
 	cmdline+=" uffdx_timeout=$ptimeout uffdx_stress=$STRESS_SECS"
 
 	log "$name: booting $kver (guest timeout ${limit} s)"
@@ -322,6 +351,7 @@ run_kernel() {
 				[[ $name == debug-* ]] && limit=900
 				[ "$GUEST_MODE" = stress ] &&
 					limit=$((limit + 3 * STRESS_SECS))
+				limit=$((limit + $(list_secs)))
 				run_guest "$name" "$kver" "$vmlinuz" "$initrd" "$limit"
 				rm -f "$initrd"
 			fi
@@ -385,6 +415,9 @@ main() {
 	fi
 	if [ "${#ROUNDS[@]}" -gt 0 ]; then
 		printf '%s\n' "${ROUNDS[@]}"
+	fi
+	if [ "${#FUZZ[@]}" -gt 0 ]; then
+		printf '%s\n' "${FUZZ[@]}"
 	fi
 	printf '%s\n' "${SUMMARY[@]}"
 	log "total time $(elapsed "$start") s; logs in $LOGDIR"

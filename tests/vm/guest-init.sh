@@ -50,6 +50,19 @@ marker() {
 	echo "@@uffdx $*"
 }
 
+# prog_timeout ARGS...: the per-program timeout, or more for a program
+# that bounds its own run with "-t SECONDS" (the fuzzer): that plus 120 s.
+prog_timeout() {
+	t=$TIMEOUT
+	while [ $# -gt 0 ]; do
+		if [ "$1" = -t ] && [ $# -gt 1 ] && [ $(($2 + 120)) -gt "$t" ]; then
+			t=$(($2 + 120))
+		fi
+		shift
+	done
+	echo "$t"
+}
+
 # run_prog NAME ARGS...: run one test program under a timeout, between
 # markers that carry its exit status.
 run_prog() {
@@ -62,21 +75,28 @@ run_prog() {
 		return
 	fi
 	marker "prog-begin $name"
-	(cd /tmp && timeout -s KILL "$TIMEOUT" "/tests/$name" "$@")
+	(cd /tmp && timeout -s KILL "$(prog_timeout "$@")" "/tests/$name" "$@")
 	rc=$?
 	marker "prog-end $name rc=$rc"
 }
 
-# run_list FILE ARGS...: run every program named in FILE (one a line).
+# run_list FILE ARGS...: run every program named in FILE (one a line).  A
+# line may give the program's own arguments after its name; they replace
+# ARGS (the fuzzer's -t is seconds, its -s a seed).
 run_list() {
 	[ -f "$1" ] || return 0
 	list=$1
 	shift
-	while read -r prog _; do
+	while read -r prog args; do
 		case $prog in
 		'' | '#'*) continue ;;
 		esac
-		run_prog "$prog" "$@"
+		if [ -n "$args" ]; then
+			# shellcheck disable=SC2086  # the line's words
+			run_prog "$prog" $args
+		else
+			run_prog "$prog" "$@"
+		fi
 	done <"$list"
 }
 

@@ -12,7 +12,7 @@
 #   abi-c++      the uapi header alone, g++ -Wall -Wextra -Werror
 #   userlib      the library with -Wall -Wextra -Werror (WERROR=1)
 #   tests        the test programs (their Makefile uses -Werror)
-#   shell lint   shellcheck over the tests/vm scripts and .ci/run
+#   shell lint   shellcheck over the tests/vm and tests scripts and .ci/run
 #
 # Builds run in a temporary copy of the tree, so lint leaves no objects
 # behind.  Prints PASS/FAIL per step; exits non-zero if any step failed.
@@ -116,7 +116,7 @@ lint_tests() {
 
 lint_shellcheck() {
 	command -v shellcheck >/dev/null || { echo "shellcheck is not installed"; return 1; }
-	(cd "$UFFDX_TOP" && shellcheck -x tests/vm/*.sh .ci/run)
+	(cd "$UFFDX_TOP" && shellcheck -x tests/vm/*.sh tests/*.sh .ci/run)
 }
 
 # kver_of NAME: prepare a Debian kernel's headers; print its release.
