@@ -566,8 +566,8 @@ TEST_F_TIMEOUT(budget, huge_region_free_does_not_stall_cpu, 240)
 	struct uffdx_region_info info;
 	struct ticker t;
 	uint64_t id = 0, t0, t1, T, prev, gap, maxgap = 0;
+	unsigned long i, n, during = 0;
 	cpu_set_t set;
-	unsigned long i, n;
 	pthread_t th;
 	int ctx, fd, ret;
 	int64_t res = 0;
@@ -616,7 +616,12 @@ TEST_F_TIMEOUT(budget, huge_region_free_does_not_stall_cpu, 240)
 	__atomic_store_n(&t.stop, 1, __ATOMIC_SEQ_CST);
 	pthread_join(th, NULL);
 
-	/* the longest time the ticker did not run while close() did */
+	/*
+	 * Progress, not a deadline: the ticker must run during close() (a
+	 * free loop that never reschedules lets it run not once), and no
+	 * gap may be the whole close().  A loaded host can stop the vCPU for
+	 * a good part of it, so the gap alone proves nothing.
+	 */
 	n = __atomic_load_n(&t.n, __ATOMIC_ACQUIRE);
 	prev = t0;
 	for (i = 0; i < n; i++) {
@@ -624,6 +629,7 @@ TEST_F_TIMEOUT(budget, huge_region_free_does_not_stall_cpu, 240)
 			continue;
 		if (t.ts[i] >= t1)
 			break;
+		during++;
 		gap = t.ts[i] - prev;
 		if (gap > maxgap)
 			maxgap = gap;
@@ -633,12 +639,15 @@ TEST_F_TIMEOUT(budget, huge_region_free_does_not_stall_cpu, 240)
 	if (gap > maxgap)
 		maxgap = gap;
 	T = t1 - t0;
-	TH_LOG("close() took %llu ms; longest gap between ticks %llu ms (%lu ticks)",
-	       (unsigned long long)(T / 1000000), (unsigned long long)(maxgap / 1000000), n);
-	if (T < 200000000ull)
+	TH_LOG("close() took %llu ms; %lu ticks during it, longest gap %llu ms",
+	       (unsigned long long)(T / 1000000), during,
+	       (unsigned long long)(maxgap / 1000000));
+	if (T < 200000000ull) {
 		TH_LOG("close() too fast to tell a stall from none: pass");
-	else
-		EXPECT_LE(maxgap, T / 2) TH_LOG("the free loop does not reschedule");
+	} else {
+		EXPECT_GE(during, 2ul) TH_LOG("the free loop does not reschedule");
+		EXPECT_LT(maxgap, T) TH_LOG("the free loop does not reschedule");
+	}
 	free(t.ts);
 }
 
