@@ -330,4 +330,137 @@ TEST_F_TIMEOUT(mod, rmmod_after_regions_loop, 240)
 	module_works(_metadata);
 }
 
+/* ---- the last close with faulters asleep -------------------------------------- */
+
+#define SLEEPERS 4
+
+/* Wait (bounded) for the module's reference count to reach zero. */
+static int refcnt_settles(void)
+{
+	uint64_t end = now_ns() + (uint64_t)WAIT_MS * 1000000ull;
+
+	while (refcnt() != 0) {
+		if (now_ns() > end)
+			return -1;
+		usleep(1000);
+	}
+	return 0;
+}
+
+/* SLEEPERS threads asleep in faults on armed holes of m: 0 or -1. */
+static int start_sleepers(struct uffdx_region_map *m, int ctx, struct accessor **a)
+{
+	long long pending = 0;
+	uint64_t end;
+	int i;
+
+	for (i = 0; i < SLEEPERS; i++) {
+		a[i] = acc_new((uint8_t *)m->addr + (size_t)(2 + i) * ps, i & 1, 0x11);
+		if (!a[i] || acc_start_thread(a[i]))
+			return -1;
+	}
+	end = now_ns() + (uint64_t)WAIT_MS * 1000000ull;
+	while (pending < SLEEPERS) {
+		if (fdinfo_ll(ctx, "uffdx-events-pending", &pending) || now_ns() > end)
+			return -1;
+		usleep(500);
+	}
+	return 0;
+}
+
+/*
+ * Unloading is refused while faulters sleep, and succeeds as soon as the
+ * last reference goes, however it goes: the context's last close wakes
+ * them (SIGBUS), or, their mapping already gone, the wake-up finds no VMA
+ * (SIGSEGV), and their file references are the last; or the faulting
+ * process is killed; or it exits with them asleep.  Looped.
+ */
+TEST_F_TIMEOUT(mod, rmmod_after_last_close_with_faulters_asleep, 300)
+{
+	int round;
+
+	if (refcnt() < 0)
+		SKIP(return, REFCNT " not readable");
+	if (!modprobe_path())
+		SKIP(return, "no modprobe to load the module again");
+	if (refcnt() != 0)
+		SKIP(return, "uffdx is in use elsewhere (refcnt %lld)", refcnt());
+
+	for (round = 0; round < 12; round++) {
+		struct accessor *a[SLEEPERS];
+		struct uffdx_region_map m;
+		int variant = round % 4, ctx, ret, i, status, sig;
+		pid_t pid = -1;
+
+		memset(a, 0, sizeof(a));
+		ctx = ctx_open(DEFAULT_FEATURES, 0);
+		ASSERT_LE(0, ctx) TH_LOG("round %d: %s", round, strerror(-ctx));
+		ret = uffdx_region_map(ctx, 16 * ps, 0, &m);
+		ASSERT_EQ(0, ret) TH_LOG("round %d: %s", round, strerror(-ret));
+		fill_pattern(m.addr, ps, round);
+		ASSERT_EQ(0, uffdx_arm(ctx, m.id, 2 * ps, 8 * ps, UFFDX_ARM_MISSING));
+		if (variant >= 2) {
+			/* the faulters in a child process */
+			fflush(stdout);
+			fflush(stderr);
+			pid = fork();
+			ASSERT_LE(0, pid);
+			if (pid == 0) {
+				if (start_sleepers(&m, ctx, a))
+					_exit(10);
+				if (variant == 3)
+					exit(0);	/* with its threads asleep */
+				for (;;)
+					pause();
+			}
+			if (variant == 2) {
+				long long pending = 0;
+				uint64_t end = now_ns() + (uint64_t)WAIT_MS * 1000000ull;
+
+				while (pending < SLEEPERS && now_ns() < end) {
+					fdinfo_ll(ctx, "uffdx-events-pending", &pending);
+					usleep(500);
+				}
+				ASSERT_EQ(SLEEPERS, pending) TH_LOG("round %d", round);
+				expect_busy(_metadata);
+				kill(pid, SIGKILL);
+			}
+			ASSERT_EQ(0, wait_child(pid, &status, WAIT_MS)) TH_LOG("round %d", round);
+			if (variant == 3)
+				ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
+					TH_LOG("round %d: status 0x%x", round, status);
+			uffdx_region_unmap(&m);
+			expect_busy(_metadata);	/* the context */
+			close(ctx);
+		} else {
+			ASSERT_EQ(0, start_sleepers(&m, ctx, a)) TH_LOG("round %d", round);
+			close(m.fd);
+			m.fd = -1;
+			if (variant == 1) {
+				/* only the sleeping faults hold the region now */
+				munmap(m.addr, m.len);
+				m.addr = NULL;
+			}
+			expect_busy(_metadata);
+			close(ctx);	/* the last close: they wake */
+			sig = variant == 1 ? SIGSEGV : SIGBUS;
+			for (i = 0; i < SLEEPERS; i++) {
+				ASSERT_EQ(0, acc_wait(a[i], WAIT_MS))
+					TH_LOG("round %d: faulter %d still asleep", round, i);
+				EXPECT_EQ(sig, a[i]->sig) TH_LOG("round %d: faulter %d", round, i);
+				acc_free(a[i]);
+			}
+			if (m.addr) {
+				EXPECT_EQ(-1, check_pattern(m.addr, ps, round));
+				munmap(m.addr, m.len);
+			}
+		}
+		ASSERT_EQ(0, refcnt_settles())
+			TH_LOG("round %d (variant %d): refcnt %lld after everything went",
+			       round, variant, refcnt());
+		rmmod_and_reload(_metadata);
+	}
+	module_works(_metadata);
+}
+
 TEST_HARNESS_MAIN

@@ -46,6 +46,11 @@ TOTAL_FAIL=0
 TOTAL_SKIP=0
 SUMMARY=()
 RATIOS=()
+# The one-line verdict of the fault-injection round, "fault-injection: N
+# runs, N failures (...)", counts as one result and is repeated at the end;
+# the fuzzer's "fuzz: ..." line is repeated too (its KTAP result counts).
+ROUNDS=()
+ROUND_RE='^(fault-injection): [0-9]+ [a-z]+, ([0-9]+) failures'
 FUZZ=()
 
 # Per-kernel counters, reset by run_kernel.
@@ -156,11 +161,21 @@ parse_output() {
 			FUZZ+=("$line")
 			fuzzline=1
 		fi
-		cls=$(classify "$line")
+		if [[ $line =~ $ROUND_RE ]]; then
+			ROUNDS+=("$name: $line")
+			if [ "${BASH_REMATCH[2]}" = 0 ]; then cls=pass; else cls=fail; fi
+		else
+			cls=$(classify "$line")
+		fi
 		[ -n "$cls" ] || continue
 		[ -n "$prog" ] && ntap=$((ntap + 1))
 		[ "$cls" = fail ] && nfail=$((nfail + 1))
 		if [ "$counting" = 1 ] || [ -z "$prog" ]; then
+			if [[ $line =~ $ROUND_RE ]] && [ "$cls" = pass ]; then
+				line="ok - $line"
+			elif [[ $line =~ $ROUND_RE ]]; then
+				line="not ok - $line"
+			fi
 			result "$name" "$cls" "${prog:+$prog: }$line"
 			# A failed test's diagnostics (the harness prints them
 			# before its "not ok" line).
@@ -397,6 +412,9 @@ main() {
 	echo
 	if [ "${#RATIOS[@]}" -gt 0 ]; then
 		printf '%s\n' "${RATIOS[@]}"
+	fi
+	if [ "${#ROUNDS[@]}" -gt 0 ]; then
+		printf '%s\n' "${ROUNDS[@]}"
 	fi
 	if [ "${#FUZZ[@]}" -gt 0 ]; then
 		printf '%s\n' "${FUZZ[@]}"
