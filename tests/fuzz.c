@@ -52,10 +52,14 @@
  * thread (and by workers whose RESOLVE calls took events).
  *
  * Reproducing: each worker draws its calls from its own stream, seeded
- * from SEED and its number.  "-s SEED -w STREAM -j 1 -c 0 -n N" replays
- * stream STREAM alone up to its call N - 1, with the same context and
- * region set-up; a failure that needs a race shows with -c 1 and -j > 1
- * only.  -v prints every call.
+ * from SEED and its number, and each call's shape (ioctl, fd, changed
+ * fields, number, placement) from its index in the stream.  "-s SEED -w
+ * STREAM -k INDEX -n 1 -j 1 -c 0" makes that one call again, with the
+ * same contexts and regions as set up (what it picks among them may
+ * differ if the chaos thread had changed them); "-k INDEX -n N" makes N
+ * calls from there; with -c 0 and -j 1 a whole run is the same each time.
+ * A failure that needs a race shows with -c 1 and -j > 1 only.  -v prints
+ * every call.
  *
  * Prints KTAP with one result, "fuzz", and before it one line
  *   fuzz: <calls> calls, <failures> failures, seed <seed> (<kernel>)
@@ -403,6 +407,7 @@ static unsigned int opt_secs = 30;
 static unsigned int opt_workers = 2;
 static int opt_chaos = 1;
 static int opt_stream = -1;
+static uint64_t opt_first;
 static unsigned int opt_hang = 30;
 static int opt_verbose;
 
@@ -448,6 +453,22 @@ static bool chance(struct rng *r, unsigned int pct)
 static uint64_t stream_seed(int stream)
 {
 	return opt_seed + (uint64_t)(stream + 1) * 0xd1b54a32d192ed03ULL;
+}
+
+/*
+ * The generator of stage @stage of call @index of a stream: each stage
+ * of a call (the ioctl and fd, the baseline, the changed fields, the
+ * number, the placement) draws from its own sequence, so that what one
+ * stage draws, which depends on the state of the regions, does not shift
+ * the others.  A call's shape is a function of the seed, the stream and
+ * its index alone: -k replays it.
+ */
+static void call_seed(struct rng *r, uint64_t base, uint64_t index, int stage)
+{
+	struct rng t = { base ^ (index * 0x9e3779b97f4a7c15ULL) };
+
+	t.s += (uint64_t)stage * 0xbf58476d1ce4e5b9ULL;
+	r->s = rnd(&t);
 }
 
 /*
@@ -877,6 +898,7 @@ struct bufs {
 struct worker {
 	int stream;
 	struct rng rng;
+	uint64_t base;			/* the stream's seed */
 	struct tstate *ts;
 	struct bufs b;
 	timer_t timer;
@@ -2577,9 +2599,9 @@ static void print_call(const struct callrec *rec, const char *verdict)
 			       get64(e, 8), get64(e, 16), get64(e, 24), get64(e, 32));
 	}
 	printf("#   seed %#" PRIx64 ", stream %" PRIu64 ", call %" PRIu64
-	       "; replay: fuzz -s %#" PRIx64 " -w %" PRIu64 " -j 1 -c 0 -n %" PRIu64
-	       "\n", opt_seed, rec->stream, rec->index, opt_seed, rec->stream,
-	       rec->index + 1);
+	       "; replay: fuzz -s %#" PRIx64 " -w %" PRIu64 " -k %" PRIu64
+	       " -n 1 -j 1 -c 0\n", opt_seed, rec->stream, rec->index, opt_seed,
+	       rec->stream, rec->index);
 }
 
 static void record(struct call *c, struct callrec *rec)
@@ -3210,6 +3232,7 @@ static void one_call(struct worker *w)
 	c->w = w;
 	c->r = &w->rng;
 	c->slot[0] = c->slot[1] = -1;
+	call_seed(c->r, w->base, w->n, 1);
 	c->ioc = pick_ioc(c->r);
 	d = &iocs[c->ioc];
 	pick_fd(c);
@@ -3217,6 +3240,7 @@ static void one_call(struct worker *w)
 		c->ctx = ctxs[CX_MAIN];	/* the model never asks it */
 
 	put32(c->b, 0, (uint32_t)d->size);
+	call_seed(c->r, w->base, w->n, 2);
 	switch (c->ioc) {
 	case I_API: gen_api(c); break;
 	case I_REGION_CREATE: gen_create(c); break;
@@ -3230,6 +3254,7 @@ static void one_call(struct worker *w)
 	default: gen_range(c); break;
 	}
 	/* half the calls valid (as far as the baseline goes), half not */
+	call_seed(c->r, w->base, w->n, 3);
 	nperturb = chance(c->r, 50) ? 0 : chance(c->r, 70) ? 1 :
 		   2 + (unsigned int)rn(c->r, 2);
 	for (unsigned int i = 0; i < nperturb; i++)
@@ -3241,8 +3266,10 @@ static void one_call(struct worker *w)
 		c->blen = d->size;
 	if (c->blen > sizeof(c->b))
 		c->blen = sizeof(c->b);
+	call_seed(c->r, w->base, w->n, 4);
 	pick_cmd(c);
 	/* no struct in a region mapping: see place(); RO only where it fits */
+	call_seed(c->r, w->base, w->n, 5);
 	c->place = gen_place(c->r, true);
 	place(c);
 	model(c);
@@ -3903,7 +3930,7 @@ static void noop(int sig)
 static void usage(void)
 {
 	fprintf(stderr, "usage: fuzz [-s SEED] [-n CALLS] [-t SECONDS] [-j THREADS] "
-		"[-c 0|1] [-w STREAM] [-W HANG_SECONDS] [-v]\n");
+		"[-c 0|1] [-w STREAM] [-k FIRST] [-W HANG_SECONDS] [-v]\n");
 	exit(2);
 }
 
@@ -3955,7 +3982,7 @@ int main(int argc, char **argv)
 	int opt;
 
 	opt_seed = now_ns() ^ ((uint64_t)getpid() << 32);
-	while ((opt = getopt(argc, argv, "s:n:t:j:c:w:W:vh")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:t:j:c:w:k:W:vh")) != -1) {
 		switch (opt) {
 		case 's': opt_seed = strtoull(optarg, NULL, 0); break;
 		case 'n': opt_calls = strtoull(optarg, NULL, 0); break;
@@ -3963,6 +3990,7 @@ int main(int argc, char **argv)
 		case 'j': opt_workers = (unsigned int)strtoul(optarg, NULL, 0); break;
 		case 'c': opt_chaos = atoi(optarg); break;
 		case 'w': opt_stream = atoi(optarg); break;
+		case 'k': opt_first = strtoull(optarg, NULL, 0); break;
 		case 'W': opt_hang = (unsigned int)strtoul(optarg, NULL, 0); break;
 		case 'v': opt_verbose = 1; break;
 		default: usage();
@@ -3995,7 +4023,8 @@ int main(int argc, char **argv)
 	deadline = start + (uint64_t)opt_secs * NSEC;
 	for (unsigned int i = 0; i < opt_workers; i++) {
 		ws[i].stream = opt_stream >= 0 ? opt_stream + (int)i : (int)i;
-		ws[i].rng.s = stream_seed(ws[i].stream);
+		ws[i].base = stream_seed(ws[i].stream);
+		ws[i].n = opt_first;
 		ws[i].fresh = -1;
 		bufs_init(&ws[i].b);
 		if (pthread_create(&tids[nt++], NULL, worker_main, &ws[i]))
