@@ -1993,8 +1993,9 @@ static struct mapping *model_addr(struct call *c, uint64_t a, uint64_t len,
  */
 static void wp_state(struct call *c, int sflags, int dflags)
 {
+	/* unknown (-1) on either side may be a region of another mode */
 	if (!has_ioctl(all_ioctls, UFFDX_IOC_WRITEPROTECT) || !sflags ||
-	    sflags == dflags)
+	    (sflags == dflags && sflags != -1))
 		return;
 	maybe(c, EINVAL);
 	c->ex.einval_state = true;
