@@ -297,6 +297,61 @@ TEST_F_TIMEOUT(cg, small_cgroup_fills_fail_no_oom_kill, 120)
 }
 
 /*
+ * The arming bitmap of a 1 TiB region is 32 MiB: within the user's page
+ * budget, but over a 16 MiB cgroup's limit.  The first ARM must fail with
+ * ENOMEM, as uffdx_arm(3) says, not call the cgroup's OOM killer.
+ */
+TEST_F_TIMEOUT(cg, arm_bitmap_over_the_cgroup_limit_enomem, 120)
+{
+	struct cg_step *st = step_new();
+	long long oom0, oom1;
+	int status = -1, ret;
+	pid_t pid;
+
+	ASSERT_NE(NULL, st);
+	ASSERT_EQ(0, cg_write(self->dir, "memory.max", "16M"));
+	oom0 = cg_key(self->dir, "memory.events", "oom_kill");
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		uint64_t id;
+		int ctx, rfd, ret;
+
+		if (cg_enter(self->dir))
+			CHILD_FAIL(st, 10);
+		stack_prefault();
+		ctx = ctx_open(DEFAULT_FEATURES, 0);
+		if (ctx < 0)
+			CHILD_FAIL(st, 11);
+		rfd = uffdx_region_create(ctx, 1ULL << 40, 0, &id);
+		if (rfd < 0)
+			CHILD_FAIL(st, 12);
+		ret = uffdx_arm(ctx, id, 0, 1ULL << 40, UFFDX_ARM_MISSING);
+		st->filled = ret;
+		__atomic_store_n(&st->stage, 1, __ATOMIC_SEQ_CST);
+		if (ret != -ENOMEM)
+			CHILD_FAIL(st, 13);
+		if (step_wait(&st->go, 1, 60 * 1000))
+			CHILD_FAIL(st, 14);
+		close(rfd);
+		close(ctx);
+		_exit(0);
+	}
+	ret = step_wait_child(&st->stage, 1, pid, &status, 100 * 1000);
+	oom1 = cg_key(self->dir, "memory.events", "oom_kill");
+	__atomic_store_n(&st->go, 1, __ATOMIC_SEQ_CST);
+	if (ret != -2)
+		ASSERT_EQ(0, wait_child(pid, &status, 100 * 1000));
+	EXPECT_EQ(0, ret) TH_LOG("the ARM did not return");
+	EXPECT_TRUE(WIFEXITED(status)) TH_LOG("the child died of signal %d (the OOM killer)",
+					      WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	EXPECT_EQ(0, st->step) TH_LOG("child step %d failed (13: ARM returned %lld, not ENOMEM)",
+				      st->step, (long long)st->filled);
+	EXPECT_EQ(oom0, oom1) TH_LOG("the ARM called the OOM killer");
+	munmap(st, sizeof(*st));
+}
+
+/*
  * The cgroup of the context's creator pays, whoever faults: another
  * process, outside the cgroup, faulting the region through a passed fd
  * gets SIGBUS at the creator's limit.
