@@ -47,9 +47,11 @@
  *
  * -s: the stress round (make stress passes its length): every N of every
  * scenario for up to 300 s each, and a sweep of -s seconds over ten
- * probabilities and intervals; without it (make check), up to 5 s per
- * scenario and pass (12 s for region_create's 40 sites), every 16th N
- * of fork's (its sites are the kernel's), and a 6 s sweep over three.  -n: the largest N tried (default 400).
+ * probabilities and intervals.  Without it (make check): up to 4 s per
+ * scenario with the sites restricted to uffdx's text and 3 s
+ * unrestricted (8 s for region_create's 40 sites), every 16th N of
+ * fork's (its sites are the kernel's), and a 5 s sweep over three.
+ * -n: the largest N tried (default 400).
  * Needs root and debugfs at /sys/kernel/debug.
  */
 #include "helpers.h"
@@ -1776,7 +1778,7 @@ struct scenario {
 static const struct scenario scenarios[] = {
 	{ "open", sc_open, 0, 0, 0, 0 },
 	{ "api", sc_api, 0, 0, 0, 0 },
-	{ "region_create", sc_region_create, 0, 0, 0, 12 },
+	{ "region_create", sc_region_create, 0, 0, 0, 8 },
 	{ "region_mmap", sc_region_mmap, 0, 0, 0, 0 },
 	{ "region_info", sc_region_info, 0, 0, 0, 0 },
 	{ "close_context", sc_close_ctx, UFFDX_FEATURE_MISSING, 0, 0, 0 },
@@ -2294,7 +2296,7 @@ static int skip(const char *why)
 
 int main(int argc, char **argv)
 {
-	unsigned int max_n = 400, sweep_secs = 6;
+	unsigned int max_n = 400, sweep_secs = 5;
 	unsigned long start = 0, end = ~0ul;
 	struct uffdx_api api;
 	int opt, stress = 0, i, ret;
@@ -2363,13 +2365,13 @@ int main(int argc, char **argv)
 		text_end = end;
 		if (attrs_set(0, 1, start, end))
 			total_failures++;
-		pass_nth("uffdx-text", max_n, (stress ? 300ull : 5ull) * 1000000000ull, stress);
+		pass_nth("uffdx-text", max_n, (stress ? 300ull : 4ull) * 1000000000ull, stress);
 	} else {
 		tap(1, "uffdx-text # SKIP uffdx's text cannot be located reliably");
 	}
 	if (attrs_set(0, 1, 0, ~0ul))
 		total_failures++;
-	pass_nth("unrestricted", max_n, (stress ? 300ull : 5ull) * 1000000000ull, stress);
+	pass_nth("unrestricted", max_n, (stress ? 300ull : 3ull) * 1000000000ull, stress);
 	if (stress)
 		pass_sweep(sweep_stress, sizeof(sweep_stress) / sizeof(sweep_stress[0]),
 			   (uint64_t)sweep_secs * 1000000000ull);

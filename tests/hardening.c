@@ -174,6 +174,22 @@ static int step_wait(volatile int *flag, int val, int timeout_ms)
 	return -1;
 }
 
+/* The parent's wait: as step_wait(), but -2 as soon as the child is gone. */
+static int step_wait_child(volatile int *flag, int val, pid_t pid, int *status,
+			   int timeout_ms)
+{
+	int i;
+
+	for (i = 0; i < timeout_ms; i++) {
+		if (__atomic_load_n(flag, __ATOMIC_SEQ_CST) >= val)
+			return 0;
+		if (waitpid(pid, status, WNOHANG) == pid)
+			return -2;
+		usleep(1000);
+	}
+	return -1;
+}
+
 #define CHILD_FAIL(r, n) do { (r)->step = (n); _exit(n); } while (0)
 
 /* Write to the stack's next 64 KiB: copy-on-write breaks now, not later. */
@@ -196,7 +212,7 @@ TEST_F_TIMEOUT(cg, small_cgroup_fills_fail_no_oom_kill, 120)
 	const uint64_t len = 128 * MIB, first = 2 * MIB;
 	struct cg_step *st = step_new();
 	long long oom0, oom_full, oom_end, cur_full, after;
-	int status = -1;
+	int status = -1, ret;
 	pid_t pid;
 
 	ASSERT_NE(NULL, st);
@@ -250,16 +266,17 @@ TEST_F_TIMEOUT(cg, small_cgroup_fills_fail_no_oom_kill, 120)
 		close(ctx);
 		_exit(0);
 	}
-	ASSERT_EQ(0, step_wait(&st->stage, 1, 100 * 1000))
-		TH_LOG("the child did not get to the end of the fill (step %d)", st->step);
+	ret = step_wait_child(&st->stage, 1, pid, &status, 100 * 1000);
 	cur_full = cg_ll(self->dir, "memory.current");
 	oom_full = cg_key(self->dir, "memory.events", "oom_kill");
 	__atomic_store_n(&st->go, 1, __ATOMIC_SEQ_CST);
-	EXPECT_EQ(0, step_wait(&st->stage, 2, 60 * 1000))
-		TH_LOG("the child did not get through the fills over the limit (step %d)", st->step);
+	if (!ret)
+		ret = step_wait_child(&st->stage, 2, pid, &status, 60 * 1000);
 	oom_end = cg_key(self->dir, "memory.events", "oom_kill");
 	__atomic_store_n(&st->go, 2, __ATOMIC_SEQ_CST);
-	ASSERT_EQ(0, wait_child(pid, &status, 60 * 1000));
+	if (ret != -2)
+		ASSERT_EQ(0, wait_child(pid, &status, 60 * 1000));
+	EXPECT_EQ(0, ret) TH_LOG("the child did not get through (step %d)", st->step);
 	TH_LOG("filled %lld KiB of a 16 MiB cgroup (memory.current %lld KiB then), fault: signal %d",
 	       (long long)(st->filled / 1024), cur_full / 1024, st->sig);
 	EXPECT_TRUE(WIFEXITED(status)) TH_LOG("the child died of signal %d",
@@ -276,6 +293,61 @@ TEST_F_TIMEOUT(cg, small_cgroup_fills_fail_no_oom_kill, 120)
 	/* all given back */
 	after = cg_ll(self->dir, "memory.current");
 	EXPECT_GT((long long)(2 * MIB), after) TH_LOG("memory.current %lld after the exit", after);
+	munmap(st, sizeof(*st));
+}
+
+/*
+ * The arming bitmap of a 1 TiB region is 32 MiB: within the user's page
+ * budget, but over a 16 MiB cgroup's limit.  The first ARM must fail with
+ * ENOMEM, as uffdx_arm(3) says, not call the cgroup's OOM killer.
+ */
+TEST_F_TIMEOUT(cg, arm_bitmap_over_the_cgroup_limit_enomem, 120)
+{
+	struct cg_step *st = step_new();
+	long long oom0, oom1;
+	int status = -1, ret;
+	pid_t pid;
+
+	ASSERT_NE(NULL, st);
+	ASSERT_EQ(0, cg_write(self->dir, "memory.max", "16M"));
+	oom0 = cg_key(self->dir, "memory.events", "oom_kill");
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		uint64_t id;
+		int ctx, rfd, ret;
+
+		if (cg_enter(self->dir))
+			CHILD_FAIL(st, 10);
+		stack_prefault();
+		ctx = ctx_open(DEFAULT_FEATURES, 0);
+		if (ctx < 0)
+			CHILD_FAIL(st, 11);
+		rfd = uffdx_region_create(ctx, 1ULL << 40, 0, &id);
+		if (rfd < 0)
+			CHILD_FAIL(st, 12);
+		ret = uffdx_arm(ctx, id, 0, 1ULL << 40, UFFDX_ARM_MISSING);
+		st->filled = ret;
+		__atomic_store_n(&st->stage, 1, __ATOMIC_SEQ_CST);
+		if (ret != -ENOMEM)
+			CHILD_FAIL(st, 13);
+		if (step_wait(&st->go, 1, 60 * 1000))
+			CHILD_FAIL(st, 14);
+		close(rfd);
+		close(ctx);
+		_exit(0);
+	}
+	ret = step_wait_child(&st->stage, 1, pid, &status, 100 * 1000);
+	oom1 = cg_key(self->dir, "memory.events", "oom_kill");
+	__atomic_store_n(&st->go, 1, __ATOMIC_SEQ_CST);
+	if (ret != -2)
+		ASSERT_EQ(0, wait_child(pid, &status, 100 * 1000));
+	EXPECT_EQ(0, ret) TH_LOG("the ARM did not return");
+	EXPECT_TRUE(WIFEXITED(status)) TH_LOG("the child died of signal %d (the OOM killer)",
+					      WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	EXPECT_EQ(0, st->step) TH_LOG("child step %d failed (13: ARM returned %lld, not ENOMEM)",
+				      st->step, (long long)st->filled);
+	EXPECT_EQ(oom0, oom1) TH_LOG("the ARM called the OOM killer");
 	munmap(st, sizeof(*st));
 }
 
