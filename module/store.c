@@ -186,7 +186,7 @@ static void *uffdx_store_insert(struct uffdx_region *region, pgoff_t index,
 
 	old = uffdx_set_active_memcg(region->ctx->memcg);
 	prev = xa_cmpxchg(&region->pages, index, NULL, entry,
-			  GFP_KERNEL_ACCOUNT);
+			  GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL);
 	uffdx_set_active_memcg(old);
 	return prev;
 }
@@ -397,8 +397,9 @@ int uffdx_slot_flags_get(struct uffdx_region *region, enum uffdx_slot_flag f)
 	ret = uffdx_charge(ctx, uffdx_bitmap_units(region));
 	if (ret)
 		return ret;
+	/* __GFP_RETRY_MAYFAIL: over a memcg's limit, ENOMEM, not an OOM kill */
 	bits = kvcalloc(BITS_TO_LONGS(region->npages), sizeof(long),
-			GFP_KERNEL_ACCOUNT);
+			GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL);
 	if (!bits) {
 		uffdx_uncharge(ctx, uffdx_bitmap_units(region));
 		return -ENOMEM;
