@@ -62,11 +62,15 @@
 #define UFFDX_FEATURE_WP		_BITULL(16)
 /* Asynchronous dirty tracking with atomic scan and re-arm: SCAN.  Implies WP. */
 #define UFFDX_FEATURE_WP_ASYNC		_BITULL(17)
-/* Reserved: simulated device, exclusive access on regions. */
+/*
+ * The simulated device (DEVICE_CREATE and the ioctls of a device fd): a
+ * mirror of the caller's address space with its own page table.
+ * DEVICE_EXCLUSIVE: exclusive access and atomics on region memory.
+ */
 #define UFFDX_FEATURE_DEVICE_EXCLUSIVE	_BITULL(24)
-/* Reserved: simulated device, migration to device memory on regions. */
+/* Migration of region memory into device memory and back. */
 #define UFFDX_FEATURE_DEVICE_MIGRATE	_BITULL(25)
-/* Reserved: device mirror of ordinary process memory (hmm_range_fault). */
+/* Device mirror of ordinary process memory (hmm_range_fault). */
 #define UFFDX_FEATURE_HMM_MIRROR	_BITULL(26)
 /* Reserved: device-exclusive on process memory (needs DEVICE_PRIVATE). */
 #define UFFDX_FEATURE_HMM_EXCLUSIVE	_BITULL(27)
@@ -93,10 +97,26 @@
 #define _UFFDX_WRITEPROTECT	0x0d
 #define _UFFDX_WRITEPROTECT_ADDR 0x0e
 #define _UFFDX_SCAN		0x0f
-/* 0x10-0x3f reserved for the device. */
+#define _UFFDX_DEVICE_CREATE	0x10
+/* 0x11-0x3f reserved. */
 
 /* On a region fd. */
 #define _UFFDX_REGION_INFO	0x40
+
+/*
+ * On a device fd: test_hmm's HMM_DMIRROR_* commands, in their order, from
+ * 0x50, then the device's own.
+ */
+#define _UFFDX_DEV_READ		0x50
+#define _UFFDX_DEV_WRITE	0x51
+#define _UFFDX_DEV_MIGRATE_TO_DEV 0x52
+#define _UFFDX_DEV_MIGRATE_TO_SYS 0x53
+#define _UFFDX_DEV_SNAPSHOT	0x54
+#define _UFFDX_DEV_EXCLUSIVE	0x55
+#define _UFFDX_DEV_CHECK_EXCLUSIVE 0x56
+#define _UFFDX_DEV_RELEASE	0x57
+#define _UFFDX_DEV_ATOMIC	0x58
+#define _UFFDX_DEV_STATS	0x59
 
 /*
  * UFFDX_IOC_API: negotiate, once per context, before anything else.
@@ -368,6 +388,133 @@ struct uffdx_resolve {
 
 #define UFFDX_RESOLVE_MAX	1024
 
+/*
+ * UFFDX_IOC_DEVICE_CREATE: create a simulated device that mirrors the
+ * caller's address space (as test_hmm's dmirror mirrors its opener's):
+ * its own page table, filled on a miss, dropped on every invalidation.
+ * Returned as a new file descriptor (O_CLOEXEC).  Needs one of the
+ * features DEVICE_EXCLUSIVE, DEVICE_MIGRATE, HMM_MIRROR; each device
+ * ioctl needs its own.
+ */
+struct uffdx_device_create {
+	__u32 size;		/* in */
+	__u32 flags;		/* in: must be 0 */
+	__s32 fd;		/* out */
+	__u32 __pad;		/* must be 0 */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+/*
+ * A device command on "npages" pages from "addr" (page aligned, in the
+ * mirrored address space), as struct hmm_dmirror_cmd:
+ *  DEV_READ, DEV_WRITE: copy between the pages and the buffer at "ptr"
+ *      (npages pages), through the device's page table;
+ *  DEV_MIGRATE_TO_DEV, DEV_MIGRATE_TO_SYS: move the pages of region
+ *      memory into device memory, or back; with "ptr" non-zero, one byte
+ *      per page is written there: 1 migrated (or already there), 0 not;
+ *  DEV_SNAPSHOT: one UFFDX_DEV_PROT_* byte per page at "ptr";
+ *  DEV_EXCLUSIVE: take exclusive access (region memory): every CPU
+ *      mapping goes, a CPU touch revokes it with an event;
+ *  DEV_CHECK_EXCLUSIVE: EPERM unless the device holds every page so;
+ *  DEV_RELEASE: give exclusive access up.
+ * "cpages" counts the pages done, "faults" the device page faults taken.
+ */
+struct uffdx_dev_cmd {
+	__u32 size;		/* in */
+	__u32 flags;		/* in: must be 0 */
+	__u64 addr;		/* in: address in the mirrored mm */
+	__u64 ptr;		/* in: user buffer */
+	__u64 npages;		/* in: 1 .. UFFDX_DEV_MAX_PAGES */
+	__u64 cpages;		/* out */
+	__u64 faults;		/* out */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+#define UFFDX_DEV_MAX_PAGES	(1U << 20)
+
+/* DEV_SNAPSHOT bytes, test_hmm's HMM_DMIRROR_PROT_* values. */
+#define UFFDX_DEV_PROT_NONE		0x00	/* nothing there */
+#define UFFDX_DEV_PROT_READ		0x01
+#define UFFDX_DEV_PROT_WRITE		0x02
+#define UFFDX_DEV_PROT_PMD		0x04	/* with READ/WRITE */
+#define UFFDX_DEV_PROT_PUD		0x08
+#define UFFDX_DEV_PROT_ZERO		0x10	/* the shared zero page */
+#define UFFDX_DEV_PROT_DEV_LOCAL	0x20	/* in this device's memory */
+#define UFFDX_DEV_PROT_DEV_REMOTE	0x30	/* in another device's */
+#define UFFDX_DEV_PROT_EXCLUSIVE	0x60	/* held exclusive by this device */
+#define UFFDX_DEV_PROT_ERROR		0xff	/* no valid translation */
+
+/* uffdx_dev_atomic.op */
+#define UFFDX_DEV_ATOMIC_FETCH_ADD	1U	/* old = *addr; *addr += value */
+#define UFFDX_DEV_ATOMIC_CMPXCHG	2U	/* if old == expected: = value */
+
+/*
+ * UFFDX_IOC_DEV_ATOMIC: an atomic update of the naturally aligned 64-bit
+ * word at "addr" (region memory), which takes exclusive access of its page
+ * first, as a device atomic does.
+ */
+struct uffdx_dev_atomic {
+	__u32 size;		/* in */
+	__u32 op;		/* in: UFFDX_DEV_ATOMIC_* */
+	__u64 addr;		/* in: 8-byte aligned */
+	__u64 value;		/* in */
+	__u64 expected;		/* in: CMPXCHG */
+	__u64 old;		/* out: the word before */
+	__u64 faults;		/* out */
+	__u64 reserved[2];	/* must be 0 */
+};
+
+/* uffdx_dev_stats.invalidations[]: by the mmu notifier's reason. */
+#define UFFDX_DEV_INVAL_UNMAP		0
+#define UFFDX_DEV_INVAL_CLEAR		1
+#define UFFDX_DEV_INVAL_PROTECTION_VMA	2
+#define UFFDX_DEV_INVAL_PROTECTION_PAGE	3
+#define UFFDX_DEV_INVAL_SOFT_DIRTY	4
+#define UFFDX_DEV_INVAL_RELEASE		5
+#define UFFDX_DEV_INVAL_MIGRATE		6
+#define UFFDX_DEV_INVAL_EXCLUSIVE	7
+#define UFFDX_DEV_INVAL_NR		8
+
+/* UFFDX_IOC_DEV_STATS: the device's counters, since it was created. */
+struct uffdx_dev_stats {
+	__u32 size;		/* in */
+	__u32 flags;		/* in: must be 0 */
+	__u64 faults;		/* page-table misses filled */
+	__u64 invalidations[UFFDX_DEV_INVAL_NR];
+	__u64 invalidated_pages; /* mirror entries dropped */
+	__u64 revocations;	/* exclusive access lost to a CPU touch */
+	__u64 migrated_to_dev;	/* pages */
+	__u64 migrated_to_sys;	/* pages, by command or CPU fault */
+	__u64 allocated;	/* device pages made for holes */
+	__u64 pool_pages;	/* device memory: the bound */
+	__u64 pool_used;	/* device memory: in use */
+	__u64 events_lost;	/* events dropped, queue full */
+	__u64 reserved[4];
+};
+
+/*
+ * Events, read() from a device fd: 64-byte messages, as on a context.
+ * DEV_EVENT_REVOKED: a CPU access took exclusive access away;
+ * DEV_EVENT_MIGRATED: a CPU access brought a page back from device memory;
+ * DEV_EVENT_DROPPED: a DISCARD, or a region change, took the page from
+ *      the device.
+ */
+#define UFFDX_DEV_EVENT_REVOKED		0x01
+#define UFFDX_DEV_EVENT_MIGRATED	0x02
+#define UFFDX_DEV_EVENT_DROPPED		0x03
+
+struct uffdx_dev_event {
+	__u16 type;		/* UFFDX_DEV_EVENT_* */
+	__u16 __pad;
+	__u32 flags;		/* UFFDX_PF_WRITE, UFFDX_PF_KERNEL */
+	__u64 address;		/* the page's address in the mirrored mm */
+	__u64 region_id;	/* in its owning context */
+	__u64 offset;		/* bytes into the region */
+	__u32 pid;		/* the accessing task, as the device's */
+	__u32 tid;		/*   creator's pid namespace sees it */
+	__u64 reserved[3];
+};
+
 /* UFFDX_IOC_REGION_INFO, on a region fd. */
 struct uffdx_region_info {
 	__u32 size;		/* in */
@@ -407,6 +554,26 @@ struct uffdx_region_info {
 #define UFFDX_IOC_SCAN		_IOWR(UFFDX_IOC_MAGIC, _UFFDX_SCAN, struct uffdx_scan)
 #define UFFDX_IOC_REGION_INFO	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_REGION_INFO, \
 				      struct uffdx_region_info)
+#define UFFDX_IOC_DEVICE_CREATE	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_DEVICE_CREATE, \
+				      struct uffdx_device_create)
+#define UFFDX_IOC_DEV_READ	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_DEV_READ, struct uffdx_dev_cmd)
+#define UFFDX_IOC_DEV_WRITE	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_DEV_WRITE, struct uffdx_dev_cmd)
+#define UFFDX_IOC_DEV_MIGRATE_TO_DEV _IOWR(UFFDX_IOC_MAGIC, \
+				      _UFFDX_DEV_MIGRATE_TO_DEV, struct uffdx_dev_cmd)
+#define UFFDX_IOC_DEV_MIGRATE_TO_SYS _IOWR(UFFDX_IOC_MAGIC, \
+				      _UFFDX_DEV_MIGRATE_TO_SYS, struct uffdx_dev_cmd)
+#define UFFDX_IOC_DEV_SNAPSHOT	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_DEV_SNAPSHOT, \
+				      struct uffdx_dev_cmd)
+#define UFFDX_IOC_DEV_EXCLUSIVE	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_DEV_EXCLUSIVE, \
+				      struct uffdx_dev_cmd)
+#define UFFDX_IOC_DEV_CHECK_EXCLUSIVE _IOWR(UFFDX_IOC_MAGIC, \
+				      _UFFDX_DEV_CHECK_EXCLUSIVE, struct uffdx_dev_cmd)
+#define UFFDX_IOC_DEV_RELEASE	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_DEV_RELEASE, \
+				      struct uffdx_dev_cmd)
+#define UFFDX_IOC_DEV_ATOMIC	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_DEV_ATOMIC, \
+				      struct uffdx_dev_atomic)
+#define UFFDX_IOC_DEV_STATS	_IOWR(UFFDX_IOC_MAGIC, _UFFDX_DEV_STATS, \
+				      struct uffdx_dev_stats)
 
 /*
  * Events, read() from the context fd: fixed 64-byte messages, several per
