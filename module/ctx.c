@@ -22,9 +22,20 @@
 /* What this build implements; masked by what the kernel offers. */
 u64 uffdx_supported_features(void)
 {
-	return UFFDX_FEATURE_REGIONS | UFFDX_FEATURE_MISSING |
-	       UFFDX_FEATURE_POISON | UFFDX_FEATURE_KERNEL_FAULTS |
-	       UFFDX_FEATURE_MOVE | UFFDX_FEATURE_WP | UFFDX_FEATURE_WP_ASYNC;
+	u64 features = UFFDX_FEATURE_REGIONS | UFFDX_FEATURE_MISSING |
+		       UFFDX_FEATURE_POISON | UFFDX_FEATURE_KERNEL_FAULTS |
+		       UFFDX_FEATURE_MOVE | UFFDX_FEATURE_WP |
+		       UFFDX_FEATURE_WP_ASYNC;
+
+	/*
+	 * The device (device.c) mirrors through hmm_range_fault() and an
+	 * interval notifier, on regions and process memory alike.
+	 */
+	if (UFFDX_KERNEL_HMM_MIRROR)
+		features |= UFFDX_FEATURE_HMM_MIRROR |
+			    UFFDX_FEATURE_DEVICE_EXCLUSIVE |
+			    UFFDX_FEATURE_DEVICE_MIGRATE;
+	return features;
 }
 
 static void uffdx_ctx_free(struct kref *kref)
@@ -138,6 +149,7 @@ union uffdx_ioctl_arg {
 	struct uffdx_resolve resolve;
 	struct uffdx_writeprotect_addr wp_addr;
 	struct uffdx_scan scan;
+	struct uffdx_device_create device;
 };
 
 /* An ioctl's argument sizes, and the features of which it needs one. */
@@ -179,6 +191,10 @@ static const struct uffdx_ioctl_desc uffdx_ctx_ioctls[] = {
 			 struct uffdx_writeprotect_addr, UFFDX_FEATURE_WP),
 	UFFDX_IOCTL_DESC(_UFFDX_SCAN, struct uffdx_scan,
 			 UFFDX_FEATURE_WP_ASYNC),
+	UFFDX_IOCTL_DESC(_UFFDX_DEVICE_CREATE, struct uffdx_device_create,
+			 UFFDX_FEATURE_DEVICE_EXCLUSIVE |
+			 UFFDX_FEATURE_DEVICE_MIGRATE |
+			 UFFDX_FEATURE_HMM_MIRROR),
 };
 
 /* The ioctls a context that negotiated @features may use. */
@@ -325,6 +341,8 @@ static long uffdx_ctx_ioctl(struct file *file, unsigned int cmd,
 		return uffdx_move_ioctl(ctx, nr, &karg, uarg);
 	case _UFFDX_RESOLVE:
 		return uffdx_resolve(ctx, file, &karg.resolve, uarg);
+	case _UFFDX_DEVICE_CREATE:
+		return uffdx_device_create(ctx, &karg.device, uarg, usize);
 	case _UFFDX_WRITEPROTECT_ADDR:
 	case _UFFDX_SCAN:
 		return uffdx_wp_ioctl(ctx, nr, &karg, uarg);

@@ -332,6 +332,13 @@ static void uffdx_fault_around(struct uffdx_region *region,
 	}
 }
 
+/* The UFFDX_PF_* flags of a device event caused by this fault. */
+static u32 uffdx_pf_flags(const struct vm_fault *vmf)
+{
+	return (vmf->flags & FAULT_FLAG_WRITE ? UFFDX_PF_WRITE : 0) |
+	       (vmf->flags & FAULT_FLAG_USER ? 0 : UFFDX_PF_KERNEL);
+}
+
 static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 {
 	struct uffdx_region *region = vmf->vma->vm_file->private_data;
@@ -347,6 +354,11 @@ static vm_fault_t uffdx_vm_fault(struct vm_fault *vmf)
 	for (;;) {
 		page = uffdx_store_lock(region, index, true, &entry);
 		if (page) {
+			/* Held by a device: revoke, or migrate back. */
+			page = uffdx_dev_cpu_access(region, index, page,
+						    uffdx_pf_flags(vmf));
+			if (IS_ERR(page))
+				return VM_FAULT_SIGBUS;
 			/*
 			 * A write to a protected page (sync): page_mkwrite
 			 * zapped its PTE to get here, where the fault may

@@ -197,8 +197,18 @@ static void uffdx_piece_collect(struct uffdx_move_group *g,
 			p->err = -EBUSY;
 			break;
 		}
-		/* The region locks keep the page in its slot. */
+		/*
+		 * The region locks keep the page in its slot, but for a
+		 * device-resident slot that a CPU fault brings back: either
+		 * is a page a device uses, busy as a pinned one is.
+		 */
 		lock_page(entry);
+		if (xa_load(&g->src->pages, s) != entry ||
+		    uffdx_slot_hold(g->src, s)) {
+			unlock_page(entry);
+			p->err = -EBUSY;
+			break;
+		}
 	}
 	p->locked = i;
 }

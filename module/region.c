@@ -390,6 +390,7 @@ int uffdx_region_create(struct uffdx_ctx *ctx, struct uffdx_region_create *rc,
 	}
 	kref_init(&region->kref);
 	xa_init(&region->pages);
+	xa_init(&region->held);
 	mutex_init(&region->lock);
 	spin_lock_init(&region->wp_lock);
 	region->wp_mode = rc->flags;

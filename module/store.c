@@ -15,6 +15,10 @@
  *                             protect -> write permission taken away
  *   poison   value entry      discard -> hole (zap not needed: never mapped)
  *
+ * and a page slot may be held by a device (region->held, device.c):
+ * exclusive (the page, no CPU mapping) or resident (a device page), until
+ * a CPU access, DISCARD, the device's release or its own command.
+ *
  * Rules every path here follows:
  *  - Pages enter a slot only by xa_cmpxchg() from a hole, so racing fills
  *    cannot both win.  The slot's charge (account.c) is taken before.
@@ -164,8 +168,18 @@ struct page *uffdx_store_lock(struct uffdx_region *region, pgoff_t index,
 			put_page(page);
 			return NULL;
 		}
-		if (likely(xa_load(&region->pages, index) == page))
-			return page;
+		if (likely(xa_load(&region->pages, index) == page)) {
+			/*
+			 * A slot a device holds is never mapped: the one
+			 * caller that waits (the fault) takes it back from
+			 * the device first (device.c); the others skip it.
+			 */
+			if (wait || !uffdx_slot_hold(region, index))
+				return page;
+			unlock_page(page);
+			put_page(page);
+			return NULL;
+		}
 		unlock_page(page);
 		put_page(page);
 		if (!wait)
@@ -272,6 +286,9 @@ static void uffdx_remove_batch(struct uffdx_region *region, pgoff_t start,
 
 	lockdep_assert_held(&region->lock);
 
+	/* Slots a device holds are taken back, and the device told, first. */
+	uffdx_dev_discard(region, start, end);
+
 	/*
 	 * Discard drops write protection and the written record, first: a
 	 * fill or write fault that lands in a slot once it is empty comes
@@ -357,6 +374,9 @@ void uffdx_store_destroy(struct uffdx_region *region)
 			cond_resched();
 	}
 	xa_destroy(&region->pages);
+	/* Each hold references the region: none is left when it is freed. */
+	WARN_ON_ONCE(!xa_empty(&region->held));
+	xa_destroy(&region->held);
 	for (f = 0; f < UFFDX_SF_NR; f++) {
 		if (!region->flags[f])
 			continue;

@@ -179,8 +179,22 @@ struct uffdx_region {
 	spinlock_t wp_lock;		/* WP and WRITTEN bit changes */
 	atomic_long_t resident;		/* pages in the store */
 	atomic_long_t values;		/* page-less entries (poison) */
+	/*
+	 * Slots a device holds (device.c): index -> struct uffdx_hold.
+	 * Changed under the slot's page lock (and @lock where the entry
+	 * changes too); such a slot is never mapped by a CPU.
+	 */
+	struct xarray held;
 	struct rcu_head rcu;		/* lookups by id run under RCU */
 };
+
+/* How a device holds a region slot (device.c, docs/design.md section 7). */
+enum uffdx_hold_kind {
+	UFFDX_HOLD_EXCLUSIVE,	/* the page, with every CPU mapping gone */
+	UFFDX_HOLD_RESIDENT,	/* a device page: the data is in the device */
+};
+
+struct uffdx_hold;
 
 /*
  * struct uffdx_fault_waiter - a thread asleep in a missing fault.  Lives on
@@ -300,6 +314,16 @@ int uffdx_wp_move_check(struct uffdx_region *dst, pgoff_t d,
 			struct uffdx_region *src, pgoff_t s);
 void uffdx_wp_move(struct uffdx_region *dst, pgoff_t d,
 		   struct uffdx_region *src, pgoff_t s);
+
+/* device.c */
+int uffdx_device_create(struct uffdx_ctx *ctx, struct uffdx_device_create *dc,
+			void __user *uarg, u32 usize);
+struct uffdx_hold *uffdx_slot_hold(struct uffdx_region *region, pgoff_t index);
+struct page *uffdx_dev_cpu_access(struct uffdx_region *region, pgoff_t index,
+				  struct page *page, u32 flags);
+void uffdx_dev_discard(struct uffdx_region *region, pgoff_t start,
+		       pgoff_t end);
+int uffdx_wp_device_write(struct uffdx_region *region, pgoff_t index);
 
 /* resolve.c */
 long uffdx_resolve(struct uffdx_ctx *ctx, struct file *file,

@@ -454,8 +454,12 @@ vm_fault_t uffdx_wp_page_mkwrite(struct vm_fault *vmf)
 	pgoff_t index = vmf->pgoff;
 
 	lock_page(page);
-	if (xa_load(&region->pages, index) != page) {
-		/* Moved or discarded since it was mapped: retry the access. */
+	/*
+	 * Moved or discarded since it was mapped, or taken by a device (its
+	 * PTE is gone): retry the access, which faults (fault.c).
+	 */
+	if (xa_load(&region->pages, index) != page ||
+	    uffdx_slot_hold(region, index)) {
 		unlock_page(page);
 		return VM_FAULT_NOPAGE;
 	}
@@ -474,6 +478,32 @@ vm_fault_t uffdx_wp_page_mkwrite(struct vm_fault *vmf)
 writable:
 	spin_unlock(&region->wp_lock);
 	return VM_FAULT_LOCKED;
+}
+
+/*
+ * A device's write to a slot it holds (device.c), under the slot's page
+ * lock: the check a CPU write passes.  An async region records the page
+ * written; a protected page of a sync region refuses it (-EFAULT, as a
+ * kernel-mode write that has no handler to wait for).
+ */
+int uffdx_wp_device_write(struct uffdx_region *region, pgoff_t index)
+{
+	int ret = 0;
+
+	if (!region->wp_mode)
+		return 0;
+	spin_lock(&region->wp_lock);
+	if (uffdx_slot_test(region, UFFDX_SF_WP, index)) {
+		if (uffdx_wp_sync(region)) {
+			ret = -EFAULT;
+		} else {
+			/* Async: the WRITTEN bitmap was allocated with WP. */
+			__clear_bit(index, region->flags[UFFDX_SF_WP]);
+			__set_bit(index, region->flags[UFFDX_SF_WRITTEN]);
+		}
+	}
+	spin_unlock(&region->wp_lock);
+	return ret;
 }
 
 /* ---- WRITEPROTECT_ADDR ------------------------------------------------ */

@@ -430,7 +430,7 @@ struct uffdx_dev_cmd {
 	__u64 reserved[2];	/* must be 0 */
 };
 
-#define UFFDX_DEV_MAX_PAGES	(1U << 20)
+#define UFFDX_DEV_MAX_PAGES	0x100000U	/* 4 GiB of 4 KiB pages */
 
 /* DEV_SNAPSHOT bytes, test_hmm's HMM_DMIRROR_PROT_* values. */
 #define UFFDX_DEV_PROT_NONE		0x00	/* nothing there */
@@ -506,7 +506,9 @@ struct uffdx_dev_stats {
 struct uffdx_dev_event {
 	__u16 type;		/* UFFDX_DEV_EVENT_* */
 	__u16 __pad;
-	__u32 flags;		/* UFFDX_PF_WRITE, UFFDX_PF_KERNEL */
+	__u32 flags;		/* UFFDX_PF_WRITE, _KERNEL; _REMOTE: not by
+				 * the mirrored process
+				 */
 	__u64 address;		/* the page's address in the mirrored mm */
 	__u64 region_id;	/* in its owning context */
 	__u64 offset;		/* bytes into the region */
