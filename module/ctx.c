@@ -35,6 +35,11 @@ u64 uffdx_supported_features(void)
 		features |= UFFDX_FEATURE_HMM_MIRROR |
 			    UFFDX_FEATURE_DEVICE_EXCLUSIVE |
 			    UFFDX_FEATURE_DEVICE_MIGRATE;
+	/* Process memory, through the helpers DEVICE_PRIVATE brings (hmm.c). */
+	if (UFFDX_KERNEL_HMM_MIRROR && UFFDX_KERNEL_DEVICE_EXCLUSIVE)
+		features |= UFFDX_FEATURE_HMM_EXCLUSIVE;
+	if (UFFDX_KERNEL_HMM_MIRROR && UFFDX_KERNEL_DEVICE_PRIVATE)
+		features |= UFFDX_FEATURE_HMM_MIGRATE;
 	return features;
 }
 

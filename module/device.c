@@ -27,69 +27,12 @@
 #include <linux/uaccess.h>
 
 #include "uffdx.h"
+#include "device.h"
 
 static unsigned long uffdx_device_pool_pages = 65536;	/* 256 MiB */
 module_param_named(device_pool_pages, uffdx_device_pool_pages, ulong, 0644);
 MODULE_PARM_DESC(device_pool_pages,
 		 "Device memory of each simulated device, in pages (read at creation)");
-
-/* Device events queued and not read, per device; more are counted lost. */
-#define UFFDX_DEV_MAX_EVENTS	4096
-
-/* @pt entries: a page, tagged if the CPU mapping was writable. */
-#define UFFDX_PT_WRITE		1UL
-
-/* Pages one device fault asks hmm_range_fault() for. */
-#define UFFDX_DEV_FAULT_PAGES	64
-
-/*
- * struct uffdx_device - one simulated device.
- *
- * Lifetime: @kref is held by the device file and, for a moment, by a CPU
- * fault that revokes one of its holds (which may race with the file's
- * release).  The device holds its context, the mirrored mm (mmgrab; the
- * notifier's), and a reference on each region it holds slots of (through
- * the holds).
- *
- * @lock (a mutex, innermost: taken by the notifier from inside zaps, under
- * page locks and i_mmap_rwsem) protects @pt, @holds, @events, @dying and
- * the counters.  Nothing under it allocates with reclaim, copies to or
- * from user memory, or takes a page lock.
- */
-struct uffdx_device {
-	struct kref kref;
-	struct uffdx_ctx *ctx;
-	struct mmu_interval_notifier notifier;
-	struct pid_namespace *pidns;
-
-	struct mutex lock;		/* see above */
-	struct xarray pt;		/* pfn -> page (| UFFDX_PT_WRITE) */
-	struct list_head holds;		/* struct uffdx_hold.node */
-	struct list_head events;	/* struct uffdx_hold.node, as events */
-	unsigned int nr_events;
-	bool dying;			/* the file is being released */
-	wait_queue_head_t wqh;		/* read() and poll() */
-
-	unsigned long pool_pages;	/* device memory bound */
-	struct uffdx_dev_stats stats;	/* counters, under @lock */
-};
-
-/*
- * struct uffdx_hold - a region slot held by a device, in @region->held
- * (index -> hold) and on the device's @holds.  Taken and dropped under the
- * slot's page lock; whoever erases it from @region->held owns it, then
- * unlinks it under the device's lock.  A hold that ends by a CPU access
- * becomes that access's event (@event), so a fault never allocates.
- */
-struct uffdx_hold {
-	struct list_head node;
-	struct uffdx_device *dev;
-	struct uffdx_region *region;	/* referenced */
-	pgoff_t index;
-	unsigned long addr;		/* in the mirrored mm */
-	enum uffdx_hold_kind kind;
-	struct uffdx_dev_event event;
-};
 
 static void uffdx_device_free(struct kref *kref)
 {
@@ -142,8 +85,17 @@ static bool uffdx_dev_invalidate(struct mmu_interval_notifier *mni,
 {
 	struct uffdx_device *dev = container_of(mni, struct uffdx_device,
 						notifier);
+	struct uffdx_hold *ev;
 	unsigned long pfn;
 	void *entry;
+
+	/*
+	 * Its own migrations and exclusive grabs of process memory (hmm.c)
+	 * carry the device as owner: it updates its table itself.
+	 */
+	if ((range->event == MMU_NOTIFY_MIGRATE ||
+	     range->event == MMU_NOTIFY_EXCLUSIVE) && range->owner == dev)
+		return true;
 
 	if (mmu_notifier_range_blockable(range))
 		mutex_lock(&dev->lock);
@@ -156,6 +108,19 @@ static bool uffdx_dev_invalidate(struct mmu_interval_notifier *mni,
 			  (range->end - 1) >> PAGE_SHIFT) {
 		xa_erase(&dev->pt, pfn);
 		dev->stats.invalidated_pages++;
+		if (!(xa_pointer_tag(entry) & UFFDX_PT_ATOMIC))
+			continue;
+		/* Exclusive access to process memory lost: tell the device. */
+		dev->stats.revocations++;
+		ev = kzalloc(sizeof(*ev), GFP_NOWAIT | __GFP_ACCOUNT);
+		if (ev) {
+			ev->addr = pfn << PAGE_SHIFT;
+			if (!uffdx_dev_queue_event(dev, ev,
+						   UFFDX_DEV_EVENT_REVOKED, 0))
+				kfree(ev);
+		} else {
+			dev->stats.events_lost++;
+		}
 	}
 	mutex_unlock(&dev->lock);
 	return true;
@@ -185,6 +150,7 @@ static int uffdx_dev_fault(struct uffdx_device *dev, unsigned long start,
 		.hmm_pfns = pfns,
 		.default_flags = HMM_PFN_REQ_FAULT |
 				 (write ? HMM_PFN_REQ_WRITE : 0),
+		.dev_private_owner = dev,
 	};
 	unsigned long i, n = (end - start) >> PAGE_SHIFT;
 	int ret;
@@ -210,8 +176,13 @@ static int uffdx_dev_fault(struct uffdx_device *dev, unsigned long start,
 	}
 
 	for (i = 0; i < n; i++) {
-		void *entry = hmm_pfn_to_page(pfns[i]);
+		struct page *page = hmm_pfn_to_page(pfns[i]);
+		void *entry;
 
+		/* Its own device memory: the data is in the backing page. */
+		if (is_device_private_page(page))
+			page = uffdx_hmm_backing(page);
+		entry = page;
 		if (pfns[i] & HMM_PFN_WRITE)
 			entry = xa_tag_pointer(entry, UFFDX_PT_WRITE);
 		/* Under @lock: no reclaim (it may call our notifier). */
@@ -258,8 +229,8 @@ struct uffdx_hold *uffdx_slot_hold(struct uffdx_region *region, pgoff_t index)
  * Returns false if it was not queued (the device is going, or its queue
  * is full), and the caller frees it.
  */
-static bool uffdx_dev_queue_event(struct uffdx_device *dev,
-				  struct uffdx_hold *hold, u16 type, u32 flags)
+bool uffdx_dev_queue_event(struct uffdx_device *dev, struct uffdx_hold *hold,
+			   u16 type, u32 flags)
 {
 	lockdep_assert_held(&dev->lock);
 	if (dev->dying)
@@ -273,7 +244,7 @@ static bool uffdx_dev_queue_event(struct uffdx_device *dev,
 		.flags = flags |
 			 (current->mm != dev->notifier.mm ? UFFDX_PF_REMOTE : 0),
 		.address = hold->addr,
-		.region_id = hold->region->id,
+		.region_id = hold->region ? hold->region->id : 0,
 		.offset = (u64)hold->index << PAGE_SHIFT,
 		.pid = task_tgid_nr_ns(current, dev->pidns),
 		.tid = task_pid_nr_ns(current, dev->pidns),
@@ -284,10 +255,11 @@ static bool uffdx_dev_queue_event(struct uffdx_device *dev,
 	return true;
 }
 
-/* Free a hold that is on no list and in no slot. */
-static void uffdx_hold_free(struct uffdx_hold *hold)
+/* Free a hold that is on no list and in no slot (or a bare event). */
+void uffdx_hold_free(struct uffdx_hold *hold)
 {
-	uffdx_region_put(hold->region);
+	if (hold->region)
+		uffdx_region_put(hold->region);
 	kfree(hold);
 }
 
@@ -465,18 +437,6 @@ static int uffdx_hold_take(struct uffdx_device *dev, struct uffdx_region *region
 
 /* ---- device commands --------------------------------------------------- */
 
-/* The state of one command: where it is and what it did. */
-struct uffdx_dev_op {
-	struct uffdx_device *dev;
-	struct mm_struct *mm;
-	unsigned int nr;
-	unsigned long addr;		/* the current page */
-	void *bounce;			/* one page, READ and WRITE */
-	u8 status;			/* MIGRATE: this page done */
-	u64 cpages;
-	u64 faults;
-};
-
 /*
  * The device's own access to a slot it holds, with @mm locked: @fn on
  * the slot's page under its page lock.  Returns -ENOENT when @addr is not
@@ -566,6 +526,10 @@ static int uffdx_dev_rw_page(struct uffdx_dev_op *op, unsigned long end)
 		mmap_read_unlock(op->mm);
 		if (ret != -ENOENT)
 			return ret;
+		/* Process memory is mirrored with the HMM_MIRROR feature. */
+		if (vma && !region &&
+		    !(dev->ctx->features & UFFDX_FEATURE_HMM_MIRROR))
+			return -EINVAL;
 
 		fend = region ? op->addr + PAGE_SIZE :
 		       min(end, op->addr + UFFDX_DEV_FAULT_PAGES * PAGE_SIZE);
@@ -607,12 +571,49 @@ static int uffdx_dev_rw(struct uffdx_dev_op *op, struct uffdx_dev_cmd *cmd)
 	return ret;
 }
 
+/* Does the device hold the page at @addr of process memory exclusive? */
+static bool uffdx_dev_pt_atomic(struct uffdx_device *dev, unsigned long addr,
+				bool release)
+{
+	void *entry;
+	bool ret;
+
+	mutex_lock(&dev->lock);
+	entry = xa_load(&dev->pt, addr >> PAGE_SHIFT);
+	ret = entry && (xa_pointer_tag(entry) & UFFDX_PT_ATOMIC);
+	if (ret && release)
+		xa_erase(&dev->pt, addr >> PAGE_SHIFT);
+	mutex_unlock(&dev->lock);
+	return ret;
+}
+
+/*
+ * Without HMM_MIRROR the device sees region memory only: -EINVAL if
+ * [@start, @end) has process memory in it.
+ */
+static int uffdx_dev_process_in(struct mm_struct *mm, unsigned long start,
+				unsigned long end)
+{
+	struct vm_area_struct *vma;
+
+	while (start < end) {
+		vma = find_vma(mm, start);
+		if (!vma || vma->vm_start >= end)
+			return 0;
+		if (!uffdx_is_region_vma(vma))
+			return -EINVAL;
+		start = vma->vm_end;
+	}
+	return 0;
+}
+
 /* The snapshot byte of one page, from its hmm pfn and any hold. */
 static u8 uffdx_dev_prot(struct uffdx_device *dev, struct mm_struct *mm,
 			 unsigned long addr, unsigned long hpfn)
 {
 	struct uffdx_region *region;
 	struct uffdx_hold *hold;
+	struct page *page;
 	pgoff_t index;
 	u8 prot;
 
@@ -623,11 +624,17 @@ static u8 uffdx_dev_prot(struct uffdx_device *dev, struct mm_struct *mm,
 		       UFFDX_DEV_PROT_DEV_REMOTE;
 	if (hold && hold->dev == dev)
 		return UFFDX_DEV_PROT_EXCLUSIVE;
+	if (!region && uffdx_dev_pt_atomic(dev, addr, false))
+		return UFFDX_DEV_PROT_EXCLUSIVE;
 	if (hpfn & HMM_PFN_ERROR)
 		return UFFDX_DEV_PROT_ERROR;
 	if (!(hpfn & HMM_PFN_VALID))
 		return UFFDX_DEV_PROT_NONE;
-	if (is_zero_pfn(page_to_pfn(hmm_pfn_to_page(hpfn))))
+	page = hmm_pfn_to_page(hpfn);
+	if (is_device_private_page(page))
+		return uffdx_hmm_is_ours(dev, page) ? UFFDX_DEV_PROT_DEV_LOCAL :
+		       UFFDX_DEV_PROT_DEV_REMOTE;
+	if (is_zero_pfn(page_to_pfn(page)))
 		return UFFDX_DEV_PROT_ZERO;
 	prot = hpfn & HMM_PFN_WRITE ? UFFDX_DEV_PROT_WRITE :
 	       UFFDX_DEV_PROT_READ;
@@ -652,6 +659,7 @@ static int uffdx_dev_snapshot(struct uffdx_dev_op *op,
 	struct hmm_range range = {
 		.notifier = &op->dev->notifier,
 		.hmm_pfns = pfns,
+		.dev_private_owner = op->dev,
 	};
 	unsigned long timeout, i, n;
 	int ret;
@@ -671,6 +679,10 @@ static int uffdx_dev_snapshot(struct uffdx_dev_op *op,
 				mmu_interval_read_begin(&op->dev->notifier);
 			mmap_read_lock(op->mm);
 			ret = hmm_range_fault(&range);
+			if (!ret && !(op->dev->ctx->features &
+				      UFFDX_FEATURE_HMM_MIRROR))
+				ret = uffdx_dev_process_in(op->mm, range.start,
+							   range.end);
 			for (i = 0; !ret && i < n; i++)
 				prot[i] = uffdx_dev_prot(op->dev, op->mm,
 							 range.start +
@@ -695,11 +707,12 @@ static int uffdx_dev_snapshot(struct uffdx_dev_op *op,
 }
 
 /*
- * Make the page at @op->addr present and, for the exclusive kinds,
- * writable, through the CPU's own fault path (hmm_range_fault()): so an
- * armed hole or a sync-protected page fails as a kernel-mode access does,
- * and an async-protected one is recorded written.  Returns the region and
- * slot, with @mm locked, or an ERR_PTR with it unlocked.
+ * Make the page at @op->addr present, through the CPU's own fault path
+ * (hmm_range_fault(), for reading): so an armed hole fails as a
+ * kernel-mode access does, an unarmed one is populated, and a page
+ * another device holds is taken back from it.  @write: the mapping must
+ * allow writes (EPERM).  Returns the region and slot, with @mm locked, or
+ * an ERR_PTR with it unlocked.
  */
 static struct uffdx_region *uffdx_dev_prepare(struct uffdx_dev_op *op,
 					      bool write, pgoff_t *index)
@@ -727,7 +740,7 @@ static struct uffdx_region *uffdx_dev_prepare(struct uffdx_dev_op *op,
 	/* Migrating a hole allocates on empty: nothing to fault in. */
 	if (op->nr != _UFFDX_DEV_MIGRATE_TO_DEV) {
 		ret = uffdx_dev_fault(op->dev, op->addr, op->addr + PAGE_SIZE,
-				      write);
+				      false);
 		if (ret)
 			return ERR_PTR(ret);
 		op->faults++;
@@ -764,6 +777,10 @@ static int uffdx_dev_exclusive_page(struct uffdx_dev_op *op,
 	hold = kzalloc(sizeof(*hold), GFP_KERNEL_ACCOUNT);
 	if (!hold)
 		return -ENOMEM;
+	/*
+	 * Taking the page is not a write (dirty tracking must not see one);
+	 * the device's writes while it holds it are (uffdx_wp_device_write()).
+	 */
 	region = uffdx_dev_prepare(op, true, &index);
 	if (IS_ERR(region)) {
 		kfree(hold);
@@ -856,14 +873,9 @@ static int uffdx_dev_migrate_page(struct uffdx_dev_op *op, void *arg)
 	 */
 	mutex_lock(&region->lock);
 	cur = uffdx_slot_hold(region, index);
-	if (cur && cur->dev != dev) {
-		ret = -EBUSY;
+	/* Another device's, or in device memory already: not migrated. */
+	if (cur && (cur->dev != dev || cur->kind == UFFDX_HOLD_RESIDENT))
 		goto out;
-	}
-	if (cur && cur->kind == UFFDX_HOLD_RESIDENT) {
-		op->status = 1;
-		goto out;
-	}
 	/* Device memory: the bound is checked without @lock, as a hint. */
 	if (READ_ONCE(dev->stats.pool_used) >= dev->pool_pages) {
 		ret = -ENOMEM;
@@ -905,10 +917,8 @@ static int uffdx_dev_migrate_page(struct uffdx_dev_op *op, void *arg)
 	}
 
 	cur = uffdx_slot_hold(region, index);
-	if (cur && cur->dev != dev) {
-		ret = -EBUSY;
+	if (cur && cur->dev != dev)
 		goto out_unlock;
-	}
 	dpage = uffdx_alloc_page(region->ctx, false);
 	if (!dpage) {
 		ret = -ENOMEM;
@@ -1059,6 +1069,78 @@ static int uffdx_dev_atomic_step(struct uffdx_dev_op *op, void *arg)
 	return uffdx_dev_exclusive_page(op, uffdx_dev_atomic_fn, arg);
 }
 
+/* Is @op->addr process memory (mapped, not a region)? */
+static bool uffdx_dev_is_process(struct uffdx_dev_op *op)
+{
+	struct vm_area_struct *vma;
+	bool ret;
+
+	mmap_read_lock(op->mm);
+	vma = vma_lookup(op->mm, op->addr);
+	ret = vma && !uffdx_is_region_vma(vma);
+	mmap_read_unlock(op->mm);
+	return ret;
+}
+
+/*
+ * The per-page commands on process memory (hmm.c), from @op->addr, up to
+ * a window: advances @op->addr, and for MIGRATE_* fills @status and *@n.
+ */
+static int uffdx_dev_process_pages(struct uffdx_dev_op *op, unsigned long end,
+				   u8 *status, unsigned long *n)
+{
+	u64 features = op->dev->ctx->features;
+	unsigned long start = op->addr;
+	int ret;
+
+	*n = 0;
+	switch (op->nr) {
+	case _UFFDX_DEV_EXCLUSIVE:
+		if (!(features & UFFDX_FEATURE_HMM_EXCLUSIVE))
+			return -EINVAL;
+		mmap_read_lock(op->mm);
+		ret = uffdx_hmm_exclusive(op, end);
+		mmap_read_unlock(op->mm);
+		return ret;
+	case _UFFDX_DEV_CHECK_EXCLUSIVE:
+	case _UFFDX_DEV_RELEASE:
+		if (!uffdx_dev_pt_atomic(op->dev, op->addr,
+					 op->nr == _UFFDX_DEV_RELEASE) &&
+		    op->nr == _UFFDX_DEV_CHECK_EXCLUSIVE)
+			return -EPERM;
+		op->addr += PAGE_SIZE;
+		op->cpages++;
+		return 0;
+	default:
+		if (!(features & UFFDX_FEATURE_HMM_MIGRATE))
+			return -EINVAL;
+		mmap_read_lock(op->mm);
+		ret = uffdx_hmm_migrate(op, end,
+					op->nr == _UFFDX_DEV_MIGRATE_TO_DEV,
+					status);
+		mmap_read_unlock(op->mm);
+		if (op->addr > start)
+			*n = (op->addr - start) >> PAGE_SHIFT;
+		return ret;
+	}
+}
+
+/* Write the status bytes of pages done and count them. */
+static int uffdx_dev_status(struct uffdx_dev_op *op, u8 __user **status,
+			    const u8 *st, unsigned long n)
+{
+	unsigned long i;
+
+	for (i = 0; i < n; i++)
+		op->cpages += st[i];
+	if (!*status)
+		return 0;
+	if (copy_to_user(*status, st, n))
+		return -EFAULT;
+	*status += n;
+	return 0;
+}
+
 /* The per-page commands: EXCLUSIVE, CHECK, RELEASE, MIGRATE_*. */
 static int uffdx_dev_pages(struct uffdx_dev_op *op, struct uffdx_dev_cmd *cmd)
 {
@@ -1066,12 +1148,24 @@ static int uffdx_dev_pages(struct uffdx_dev_op *op, struct uffdx_dev_cmd *cmd)
 	u8 __user *status = u64_to_user_ptr(cmd->ptr);
 	bool migrate = op->nr == _UFFDX_DEV_MIGRATE_TO_DEV ||
 		       op->nr == _UFFDX_DEV_MIGRATE_TO_SYS;
-	int ret = 0;
+	u8 st[UFFDX_DEV_FAULT_PAGES];
+	unsigned long n;
+	int ret = 0, err;
 
-	for (op->addr = cmd->addr; op->addr < end; op->addr += PAGE_SIZE) {
+	op->addr = cmd->addr;
+	while (op->addr < end) {
 		if (fatal_signal_pending(current)) {
 			ret = -EINTR;
 			break;
+		}
+		if (uffdx_dev_is_process(op)) {
+			ret = uffdx_dev_process_pages(op, end, st, &n);
+			err = migrate ? uffdx_dev_status(op, &status, st, n) : 0;
+			ret = ret ?: err;
+			if (ret)
+				break;
+			cond_resched();
+			continue;
 		}
 		switch (op->nr) {
 		case _UFFDX_DEV_EXCLUSIVE:
@@ -1095,17 +1189,60 @@ static int uffdx_dev_pages(struct uffdx_dev_op *op, struct uffdx_dev_cmd *cmd)
 		if (ret)
 			break;
 		if (migrate) {
-			if (status && put_user(op->status, status++)) {
-				ret = -EFAULT;
+			ret = uffdx_dev_status(op, &status, &op->status, 1);
+			if (ret)
 				break;
-			}
-			op->cpages += op->status;
 		} else {
 			op->cpages++;
 		}
+		op->addr += PAGE_SIZE;
 		cond_resched();
 	}
 	return ret;
+}
+
+/* DEV_ATOMIC on process memory: exclusive (hmm.c), then the update. */
+static int uffdx_dev_atomic_process(struct uffdx_dev_op *op,
+				    struct uffdx_dev_atomic *a)
+{
+	struct uffdx_device *dev = op->dev;
+	struct page *page;
+	atomic64_t *word;
+	void *entry, *kaddr;
+	int ret;
+
+	if (!(dev->ctx->features & UFFDX_FEATURE_HMM_EXCLUSIVE))
+		return -EINVAL;
+	for (;;) {
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		op->addr = a->addr & PAGE_MASK;
+		mmap_read_lock(op->mm);
+		ret = uffdx_hmm_exclusive(op, op->addr + PAGE_SIZE);
+		mmap_read_unlock(op->mm);
+		if (ret)
+			return ret;
+		/* A CPU touch since then revokes it (the notifier): again. */
+		mutex_lock(&dev->lock);
+		entry = xa_load(&dev->pt, a->addr >> PAGE_SHIFT);
+		if (entry && (xa_pointer_tag(entry) & UFFDX_PT_ATOMIC))
+			break;
+		mutex_unlock(&dev->lock);
+	}
+	page = xa_untag_pointer(entry);
+	kaddr = kmap_local_page(page);
+	word = kaddr + offset_in_page(a->addr);
+	if (a->op == UFFDX_DEV_ATOMIC_FETCH_ADD) {
+		a->old = atomic64_fetch_add(a->value, word);
+	} else {
+		s64 old = a->expected;
+
+		atomic64_try_cmpxchg(word, &old, a->value);
+		a->old = old;
+	}
+	kunmap_local(kaddr);
+	mutex_unlock(&dev->lock);
+	return 0;
 }
 
 static int uffdx_dev_atomic(struct uffdx_dev_op *op, struct uffdx_dev_atomic *a)
@@ -1117,6 +1254,8 @@ static int uffdx_dev_atomic(struct uffdx_dev_op *op, struct uffdx_dev_atomic *a)
 	if (a->addr >= TASK_SIZE)
 		return -EINVAL;
 	op->addr = a->addr & PAGE_MASK;
+	if (uffdx_dev_is_process(op))
+		return uffdx_dev_atomic_process(op, a);
 	return uffdx_dev_retry(op, uffdx_dev_atomic_step, a);
 }
 
@@ -1184,6 +1323,7 @@ static long uffdx_dev_stats_ioctl(struct uffdx_device *dev,
 	mutex_unlock(&dev->lock);
 	st->size = sizeof(*st);
 	st->pool_pages = dev->pool_pages;
+	st->pool_used += atomic_long_read(&dev->private_used);
 	return uffdx_copy_out(uarg, usize, st, sizeof(*st));
 }
 
@@ -1318,6 +1458,8 @@ static int uffdx_dev_release(struct inode *inode, struct file *file)
 	pgoff_t index;
 
 	mmu_interval_notifier_remove(&dev->notifier);
+	/* Device-private memory goes back to the processes that use it. */
+	uffdx_hmm_release(dev);
 
 	mutex_lock(&dev->lock);
 	dev->dying = true;
@@ -1395,6 +1537,9 @@ int uffdx_device_create(struct uffdx_ctx *ctx, struct uffdx_device_create *dc,
 	INIT_LIST_HEAD(&dev->holds);
 	INIT_LIST_HEAD(&dev->events);
 	init_waitqueue_head(&dev->wqh);
+	spin_lock_init(&dev->mem_lock);
+	mutex_init(&dev->chunk_lock);
+	atomic_long_set(&dev->private_used, 0);
 	dev->pool_pages = READ_ONCE(uffdx_device_pool_pages);
 	dev->pidns = get_pid_ns(task_active_pid_ns(current));
 	kref_get(&ctx->kref);

@@ -409,9 +409,10 @@ struct uffdx_device_create {
  * mirrored address space), as struct hmm_dmirror_cmd:
  *  DEV_READ, DEV_WRITE: copy between the pages and the buffer at "ptr"
  *      (npages pages), through the device's page table;
- *  DEV_MIGRATE_TO_DEV, DEV_MIGRATE_TO_SYS: move the pages of region
- *      memory into device memory, or back; with "ptr" non-zero, one byte
- *      per page is written there: 1 migrated (or already there), 0 not;
+ *  DEV_MIGRATE_TO_DEV, DEV_MIGRATE_TO_SYS: move the pages into device
+ *      memory, or back; with "ptr" non-zero, one byte per page is written
+ *      there: 1 if this command moved it, 0 if not (already there, an
+ *      armed hole, poison, pinned, another device's);
  *  DEV_SNAPSHOT: one UFFDX_DEV_PROT_* byte per page at "ptr";
  *  DEV_EXCLUSIVE: take exclusive access (region memory): every CPU
  *      mapping goes, a CPU touch revokes it with an event;
