@@ -43,8 +43,13 @@
 		   (1ULL << _UFFDX_WAKE) | (1ULL << _UFFDX_RESOLVE))
 /* What UFFDX_FEATURE_WP_ASYNC adds (it implies WP). */
 #define WP_ASYNC_IOCTLS (WP_IOCTLS | (1ULL << _UFFDX_SCAN))
+/* What each of the device features adds (the device's own are on its fd). */
+#define DEVICE_IOCTLS (1ULL << _UFFDX_DEVICE_CREATE)
 /* Every ioctl number of this ABI version that a context implements. */
-#define ALL_CTX_IOCTLS (DEFAULT_CTX_IOCTLS | MOVE_IOCTLS | WP_ASYNC_IOCTLS)
+#define ALL_CTX_IOCTLS (DEFAULT_CTX_IOCTLS | MOVE_IOCTLS | WP_ASYNC_IOCTLS | \
+			DEVICE_IOCTLS)
+#define DEVICE_FEATURES (UFFDX_FEATURE_DEVICE_EXCLUSIVE | \
+			 UFFDX_FEATURE_DEVICE_MIGRATE | UFFDX_FEATURE_HMM_MIRROR)
 
 /* What every negotiated context may use: REGIONS is always granted. */
 #define BASE_CTX_IOCTLS ((1ULL << _UFFDX_API) | (1ULL << _UFFDX_REGION_CREATE) | \
@@ -369,6 +374,15 @@ TEST_F(ctx, api_twice_einval)
 	}
 }
 
+/* The device features the module offers (0: none, or no module). */
+static uint64_t device_supported(void)
+{
+	struct uffdx_api a;
+
+	memset(&a, 0, sizeof(a));
+	return uffdx_query(&a) ? 0 : a.features & DEVICE_FEATURES;
+}
+
 TEST_F(raw, ioctls_before_api_einval)
 {
 	static const struct { unsigned long nr; const char *name; } ops[] = {
@@ -447,6 +461,17 @@ TEST_F(raw, ioctls_before_api_einval)
 		EXPECT_EQ(-1, ioctl(self->fd, ops[i].nr, &r)) TH_LOG("%s", ops[i].name);
 		EXPECT_EQ(EINVAL, errno) TH_LOG("%s", ops[i].name);
 	}
+	/* a module without devices does not know DEVICE_CREATE (ENOTTY) */
+	if (device_supported()) {
+		struct uffdx_device_create dc;
+
+		memset(&dc, 0, sizeof(dc));
+		dc.size = sizeof(dc);
+		dc.fd = -2;
+		EXPECT_EQ(-1, ioctl(self->fd, UFFDX_IOC_DEVICE_CREATE, &dc));
+		EXPECT_EQ(EINVAL, errno) TH_LOG("DEVICE_CREATE");
+		EXPECT_EQ(-2, dc.fd);
+	}
 	/* and API still works afterwards */
 	EXPECT_EQ(0, raw_api(self->fd, DEFAULT_FEATURES));
 }
@@ -475,8 +500,10 @@ static void check_unknown_ioctls(struct __test_metadata *_metadata, int fd)
 	struct uffdx_range r;
 	unsigned long nrs[] = {
 		_IOWR(UFFDX_IOC_MAGIC, 0x3f, struct uffdx_range),
-		/* the first number after the last one defined (SCAN) */
-		_IOWR(UFFDX_IOC_MAGIC, 0x10, struct uffdx_range),
+		/* the first number after the last one defined (DEVICE_CREATE) */
+		_IOWR(UFFDX_IOC_MAGIC, 0x11, struct uffdx_range),
+		/* a device fd's, and a region fd's, on a context */
+		UFFDX_IOC_DEV_READ, UFFDX_IOC_DEV_STATS, UFFDX_IOC_REGION_INFO,
 		_IOWR(UFFDX_IOC_MAGIC, 0xff, struct uffdx_range),
 		_IO('x', 1),
 		_IOWR('x', _UFFDX_COPY, struct uffdx_range),
@@ -1116,13 +1143,280 @@ TEST(features_gate_ioctls_wp_only)
 		     BASE_CTX_IOCTLS | WP_ASYNC_IOCTLS);
 }
 
+/* Each device feature alone grants DEVICE_CREATE, and nothing else. */
+TEST(features_gate_ioctls_device_only)
+{
+	uint64_t devs;
+	unsigned int bit;
+
+	SKIP_IF_NO_UFFDX();
+	devs = device_supported();
+	if (!devs)
+		SKIP(return, "the module reports no device feature");
+	for (bit = 0; bit < 64; bit++)
+		if (devs & (1ULL << bit))
+			check_gating(_metadata, 1ULL << bit,
+				     BASE_CTX_IOCTLS | DEVICE_IOCTLS);
+	check_gating(_metadata, DEFAULT_FEATURES | devs,
+		     DEFAULT_CTX_IOCTLS | DEVICE_IOCTLS);
+}
+
 TEST(features_gate_ioctls_all)
 {
 	SKIP_IF_NO_UFFDX();
 	if (!move_supported() || !wp_supported())
 		SKIP(return, "the module does not report MOVE and WP(_ASYNC)");
 	check_gating(_metadata, DEFAULT_FEATURES | UFFDX_FEATURE_MOVE |
-		     UFFDX_FEATURE_WP_ASYNC, ALL_CTX_IOCTLS);
+		     UFFDX_FEATURE_WP_ASYNC,
+		     ALL_CTX_IOCTLS & ~DEVICE_IOCTLS);
+	if (!device_supported())
+		return;
+	check_gating(_metadata, DEFAULT_FEATURES | UFFDX_FEATURE_MOVE |
+		     UFFDX_FEATURE_WP_ASYNC | device_supported(), ALL_CTX_IOCTLS);
+}
+
+/* ---- the simulated device: feature gating, fds of the wrong kind ------------ */
+
+static int raw_device_create(int ctx, struct uffdx_device_create *dc)
+{
+	return ioctl(ctx, UFFDX_IOC_DEVICE_CREATE, dc);
+}
+
+TEST(device_create_needs_a_device_feature)
+{
+	struct uffdx_device_create dc;
+	uint64_t devs;
+	unsigned int bit;
+	int fd, dev;
+
+	SKIP_IF_NO_UFFDX();
+	devs = device_supported();
+	if (!devs)
+		SKIP(return, "the module reports no device feature");
+
+	/* negotiated, but no device feature: EINVAL, nothing written */
+	fd = ctx_open(DEFAULT_FEATURES, 0);
+	ASSERT_LE(0, fd) TH_LOG("%s", strerror(-fd));
+	memset(&dc, 0, sizeof(dc));
+	dc.size = sizeof(dc);
+	dc.fd = -2;
+	EXPECT_EQ(-1, raw_device_create(fd, &dc));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-2, dc.fd);
+	EXPECT_EQ(-EINVAL, uffdx_device_create(fd, 0));
+	close(fd);
+
+	for (bit = 0; bit < 64; bit++) {
+		uint64_t f = 1ULL << bit;
+
+		if (!(devs & f))
+			continue;
+		fd = ctx_open(UFFDX_FEATURE_REGIONS | f, 0);
+		ASSERT_LE(0, fd) TH_LOG("%s: %s", uffdx_feature_name(f),
+					strerror(-fd));
+		dev = uffdx_device_create(fd, 0);
+		EXPECT_LE(0, dev) TH_LOG("%s: %s", uffdx_feature_name(f),
+					 strerror(-dev));
+		if (dev >= 0) {
+			EXPECT_NE(0, fcntl(dev, F_GETFD) & FD_CLOEXEC);
+			close(dev);
+		}
+		/* flags, pad and reserved must be 0 */
+		EXPECT_EQ(-EINVAL, uffdx_device_create(fd, 1));
+		EXPECT_EQ(-EINVAL, uffdx_device_create(fd, 0x80000000U));
+		memset(&dc, 0, sizeof(dc));
+		dc.size = sizeof(dc);
+		dc.__pad = 1;
+		dc.fd = -2;
+		EXPECT_EQ(-1, raw_device_create(fd, &dc));
+		EXPECT_EQ(EINVAL, errno);
+		EXPECT_EQ(-2, dc.fd);
+		memset(&dc, 0, sizeof(dc));
+		dc.size = sizeof(dc);
+		dc.reserved[1] = 1;
+		EXPECT_EQ(-1, raw_device_create(fd, &dc));
+		EXPECT_EQ(EINVAL, errno);
+		close(fd);
+	}
+}
+
+/* A command: 0, or -errno (raw ioctl, the struct as given). */
+static int dev_cmd(int dev, unsigned long nr, void *addr, void *ptr,
+		   uint64_t npages)
+{
+	struct uffdx_dev_cmd c;
+
+	memset(&c, 0, sizeof(c));
+	c.size = sizeof(c);
+	c.addr = (uintptr_t)addr;
+	c.ptr = (uintptr_t)ptr;
+	c.npages = npages;
+	return ioctl(dev, nr, &c) < 0 ? -errno : 0;
+}
+
+/*
+ * A device of a context that negotiated only @f: READ and STATS always,
+ * the exclusive commands and atomics with DEVICE_EXCLUSIVE, migration
+ * with DEVICE_MIGRATE, ordinary memory with HMM_MIRROR; the others are
+ * EINVAL.
+ */
+static void check_device_gating(struct __test_metadata *_metadata, uint64_t f)
+{
+	const int excl = !!(f & UFFDX_FEATURE_DEVICE_EXCLUSIVE);
+	const int migr = !!(f & UFFDX_FEATURE_DEVICE_MIGRATE);
+	const int mirror = !!(f & UFFDX_FEATURE_HMM_MIRROR);
+	const char *name = uffdx_feature_name(f);
+	struct uffdx_region_map map;
+	struct uffdx_dev_stats st;
+	struct uffdx_dev_atomic a;
+	uint8_t *buf, *anon, status = 0xcc;
+	int fd, dev, ret;
+	unsigned int i;
+
+	fd = ctx_open(UFFDX_FEATURE_REGIONS | f, 0);
+	ASSERT_LE(0, fd) TH_LOG("%s: %s", name, strerror(-fd));
+	ASSERT_EQ(0, uffdx_region_map(fd, 4 * ps, 0, &map));
+	for (i = 0; i < 4; i++)
+		((uint8_t *)map.addr)[i * ps] = (uint8_t)(i + 1);
+	buf = malloc(ps);
+	ASSERT_NE(NULL, buf);
+	anon = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, anon);
+	anon[0] = 7;
+	dev = uffdx_device_create(fd, 0);
+	ASSERT_LE(0, dev) TH_LOG("%s: %s", name, strerror(-dev));
+
+	/* any device: counters, and reads of region memory */
+	EXPECT_EQ(0, uffdx_dev_stats(dev, &st)) TH_LOG("%s: STATS", name);
+	ret = dev_cmd(dev, UFFDX_IOC_DEV_READ, map.addr, buf, 1);
+	EXPECT_EQ(0, ret) TH_LOG("%s: READ: %s", name, strerror(-ret));
+	if (!ret)
+		EXPECT_EQ(1, buf[0]);
+
+	/* ordinary memory: HMM_MIRROR */
+	ret = dev_cmd(dev, UFFDX_IOC_DEV_READ, anon, buf, 1);
+	EXPECT_EQ(mirror ? 0 : -EINVAL, ret) TH_LOG("%s: READ of anonymous "
+						     "memory: %s", name,
+						     strerror(-ret));
+	if (!ret)
+		EXPECT_EQ(7, buf[0]);
+
+	/* DEVICE_EXCLUSIVE */
+	ret = dev_cmd(dev, UFFDX_IOC_DEV_EXCLUSIVE, (uint8_t *)map.addr + ps,
+		      NULL, 1);
+	EXPECT_EQ(excl ? 0 : -EINVAL, ret) TH_LOG("%s: EXCLUSIVE: %s", name,
+						   strerror(-ret));
+	ret = dev_cmd(dev, UFFDX_IOC_DEV_CHECK_EXCLUSIVE,
+		      (uint8_t *)map.addr + ps, NULL, 1);
+	EXPECT_EQ(excl ? 0 : -EINVAL, ret) TH_LOG("%s: CHECK_EXCLUSIVE: %s",
+						   name, strerror(-ret));
+	ret = dev_cmd(dev, UFFDX_IOC_DEV_RELEASE, (uint8_t *)map.addr + ps,
+		      NULL, 1);
+	EXPECT_EQ(excl ? 0 : -EINVAL, ret) TH_LOG("%s: RELEASE: %s", name,
+						   strerror(-ret));
+	memset(&a, 0, sizeof(a));
+	a.op = UFFDX_DEV_ATOMIC_FETCH_ADD;
+	a.addr = (uintptr_t)map.addr + 2 * ps;
+	a.value = 1;
+	ret = uffdx_dev_atomic(dev, &a);
+	EXPECT_EQ(excl ? 0 : -EINVAL, ret) TH_LOG("%s: ATOMIC: %s", name,
+						   strerror(-ret));
+	if (!ret) {
+		EXPECT_EQ(3, a.old);
+		EXPECT_EQ(4, ((uint8_t *)map.addr)[2 * ps]);
+	}
+
+	/* DEVICE_MIGRATE */
+	ret = dev_cmd(dev, UFFDX_IOC_DEV_MIGRATE_TO_DEV,
+		      (uint8_t *)map.addr + 3 * ps, &status, 1);
+	EXPECT_EQ(migr ? 0 : -EINVAL, ret) TH_LOG("%s: MIGRATE_TO_DEV: %s",
+						   name, strerror(-ret));
+	if (!ret)
+		EXPECT_EQ(1, status);
+	ret = dev_cmd(dev, UFFDX_IOC_DEV_MIGRATE_TO_SYS,
+		      (uint8_t *)map.addr + 3 * ps, NULL, 1);
+	EXPECT_EQ(migr ? 0 : -EINVAL, ret) TH_LOG("%s: MIGRATE_TO_SYS: %s",
+						   name, strerror(-ret));
+	EXPECT_EQ(4, ((uint8_t *)map.addr)[3 * ps]);
+
+	close(dev);
+	munmap(anon, ps);
+	free(buf);
+	uffdx_region_unmap(&map);
+	close(fd);
+}
+
+TEST(device_commands_gated_by_feature)
+{
+	uint64_t devs;
+	unsigned int bit;
+
+	SKIP_IF_NO_UFFDX();
+	devs = device_supported();
+	if (!devs)
+		SKIP(return, "the module reports no device feature");
+	for (bit = 0; bit < 64; bit++)
+		if (devs & (1ULL << bit))
+			check_device_gating(_metadata, 1ULL << bit);
+}
+
+/*
+ * A device fd's ioctls on a context or region fd, and a context's or
+ * region's on a device fd: ENOTTY, whatever the struct.
+ */
+TEST(device_ioctls_on_wrong_fds_enotty)
+{
+	static const unsigned long dev_nrs[] = {
+		UFFDX_IOC_DEV_READ, UFFDX_IOC_DEV_WRITE,
+		UFFDX_IOC_DEV_MIGRATE_TO_DEV, UFFDX_IOC_DEV_MIGRATE_TO_SYS,
+		UFFDX_IOC_DEV_SNAPSHOT, UFFDX_IOC_DEV_EXCLUSIVE,
+		UFFDX_IOC_DEV_CHECK_EXCLUSIVE, UFFDX_IOC_DEV_RELEASE,
+		UFFDX_IOC_DEV_ATOMIC, UFFDX_IOC_DEV_STATS,
+	};
+	static const unsigned long other_nrs[] = {
+		UFFDX_IOC_API, UFFDX_IOC_REGION_CREATE, UFFDX_IOC_ARM,
+		UFFDX_IOC_COPY, UFFDX_IOC_RESOLVE, UFFDX_IOC_DEVICE_CREATE,
+		UFFDX_IOC_REGION_INFO,
+		/* the right number, the wrong direction; no number at all */
+		_IOR(UFFDX_IOC_MAGIC, _UFFDX_DEV_READ, struct uffdx_dev_cmd),
+		_IOWR(UFFDX_IOC_MAGIC, 0x5a, struct uffdx_dev_cmd),
+	};
+	union {
+		struct uffdx_dev_stats st;
+		unsigned char b[512];
+	} arg;
+	struct uffdx_region_map map;
+	int fd, dev, i;
+
+	SKIP_IF_NO_UFFDX();
+	fd = ctx_open(DEFAULT_FEATURES | device_supported(), 0);
+	ASSERT_LE(0, fd) TH_LOG("%s", strerror(-fd));
+	ASSERT_EQ(0, uffdx_region_map(fd, ps, 0, &map));
+	for (i = 0; i < (int)(sizeof(dev_nrs) / sizeof(dev_nrs[0])); i++) {
+		memset(&arg, 0, sizeof(arg));
+		arg.st.size = sizeof(arg.st);
+		EXPECT_EQ(-1, ioctl(fd, dev_nrs[i], &arg)) TH_LOG("0x%lx", dev_nrs[i]);
+		EXPECT_EQ(ENOTTY, errno) TH_LOG("0x%lx on a context", dev_nrs[i]);
+		EXPECT_EQ(-1, ioctl(map.fd, dev_nrs[i], &arg));
+		EXPECT_EQ(ENOTTY, errno) TH_LOG("0x%lx on a region", dev_nrs[i]);
+	}
+	if (!device_supported())
+		goto out;
+	dev = uffdx_device_create(fd, 0);
+	ASSERT_LE(0, dev) TH_LOG("%s", strerror(-dev));
+	for (i = 0; i < (int)(sizeof(other_nrs) / sizeof(other_nrs[0])); i++) {
+		memset(&arg, 0, sizeof(arg));
+		arg.st.size = sizeof(arg.st);
+		EXPECT_EQ(-1, ioctl(dev, other_nrs[i], &arg)) TH_LOG("0x%lx", other_nrs[i]);
+		EXPECT_EQ(ENOTTY, errno) TH_LOG("0x%lx on a device", other_nrs[i]);
+	}
+	/* the device's own still work */
+	EXPECT_EQ(0, uffdx_dev_stats(dev, &arg.st));
+	close(dev);
+out:
+	uffdx_region_unmap(&map);
+	close(fd);
 }
 
 /* ---- open modes and credentials --------------------------------------------- */

@@ -21,10 +21,18 @@
  * are not ours or have wrong direction bits (ENOTTY), or the right number
  * with other size bits (accepted: the size is the struct's own field).
  *
+ * The simulated device's ioctls run on a few device fds (DEVICE_CREATE on
+ * the contexts that negotiated a device feature), on the pages of the
+ * region mappings, of ordinary memory and of bad addresses; a device
+ * ioctl on a context or region fd, and a context ioctl on a device fd,
+ * are ENOTTY.  A module that offers no device feature gets the device
+ * ioctls on the wrong kinds of fd only.
+ *
  * While they run, with -c 1 (the default), other threads mmap, munmap,
  * mremap and MADV_DONTNEED mappings of the regions, fork children that
- * touch them and exit, touch them themselves, and close and re-create
- * regions and contexts; a handler thread serves every fault event.
+ * touch them and exit, touch them themselves, close and re-create
+ * regions, contexts and devices, and drain the devices' events; a handler
+ * thread serves every fault event.
  *
  * The oracle, per call:
  *  - the errno must be one the ioctl's man page lists (tests/build/errnos.h,
@@ -93,6 +101,13 @@
 #define KERNEL_ADDR	((uint64_t)0xffff888000000000ULL)
 #define NONCANON_ADDR	((uint64_t)0x0000800000000000ULL)
 #define NSEC		((uint64_t)1000000000)
+/*
+ * The top of the user address space: 4-level paging, and the most any
+ * x86-64 kernel has (5-level).  Between the two a range is beyond the top
+ * (EINVAL) or, with 5-level paging, not mapped (EFAULT).
+ */
+#define USER_TOP_4L	((1ULL << 47) - PG)
+#define USER_TOP_MAX	((1ULL << 56) - PG)
 
 /* ---- the errno table, from the man pages -------------------------------- */
 
@@ -184,6 +199,10 @@ enum role {
 	R_COUNT,	/* element count: aux = maximum */
 	R_ESIZE,	/* element size: aux = the right one */
 	R_TIMEOUT,	/* RESOLVE timeout_ns */
+	R_DADDR,	/* device command address: aux 8 = a word (ATOMIC) */
+	R_DPTR,		/* device command buffer */
+	R_OP,		/* DEV_ATOMIC op */
+	R_VAL,		/* any value (DEV_ATOMIC value, expected) */
 	R_RSVD,		/* reserved, must be 0 */
 	R_PAD,		/* padding, must be 0 */
 	R_OUT,		/* output only: any input is ignored */
@@ -313,11 +332,84 @@ static const struct field info_fields[] = {
 	FLD(uffdx_region_info, reserved, R_RSVD, 0),
 };
 
+static const struct field devc_fields[] = {
+	FLD(uffdx_device_create, size, R_SIZE, 0),
+	FLD(uffdx_device_create, flags, R_MODE, 0),
+	FLD(uffdx_device_create, fd, R_OUT, 0),
+	FLD(uffdx_device_create, __pad, R_PAD, 0),
+	FLD(uffdx_device_create, reserved, R_RSVD, 0),
+};
+
+static const struct field dcmd_fields[] = {
+	FLD(uffdx_dev_cmd, size, R_SIZE, 0),
+	FLD(uffdx_dev_cmd, flags, R_MODE, 0),
+	FLD(uffdx_dev_cmd, addr, R_DADDR, 0),
+	FLD(uffdx_dev_cmd, ptr, R_DPTR, 0),
+	FLD(uffdx_dev_cmd, npages, R_COUNT, UFFDX_DEV_MAX_PAGES),
+	FLD(uffdx_dev_cmd, cpages, R_OUT, 0),
+	FLD(uffdx_dev_cmd, faults, R_OUT, 0),
+	FLD(uffdx_dev_cmd, reserved, R_RSVD, 0),
+};
+
+static const struct field datomic_fields[] = {
+	FLD(uffdx_dev_atomic, size, R_SIZE, 0),
+	FLD(uffdx_dev_atomic, op, R_OP, 0),
+	FLD(uffdx_dev_atomic, addr, R_DADDR, 8),
+	FLD(uffdx_dev_atomic, value, R_VAL, 0),
+	FLD(uffdx_dev_atomic, expected, R_VAL, 0),
+	FLD(uffdx_dev_atomic, old, R_OUT, 0),
+	FLD(uffdx_dev_atomic, faults, R_OUT, 0),
+	FLD(uffdx_dev_atomic, reserved, R_RSVD, 0),
+};
+
+/*
+ * DEV_STATS: every field but size and flags is an output.  Whether the
+ * module takes non-zero "reserved" (no "must be 0" in the header) is not
+ * said: the model accepts either (model(), I_DEV_STATS).
+ */
+static const struct field dstats_fields[] = {
+	FLD(uffdx_dev_stats, size, R_SIZE, 0),
+	FLD(uffdx_dev_stats, flags, R_MODE, 0),
+	FLD(uffdx_dev_stats, faults, R_OUT, 0),
+	FLD(uffdx_dev_stats, invalidations, R_OUT, 0),
+	FLD(uffdx_dev_stats, invalidated_pages, R_OUT, 0),
+	FLD(uffdx_dev_stats, revocations, R_OUT, 0),
+	FLD(uffdx_dev_stats, migrated_to_dev, R_OUT, 0),
+	FLD(uffdx_dev_stats, migrated_to_sys, R_OUT, 0),
+	FLD(uffdx_dev_stats, allocated, R_OUT, 0),
+	FLD(uffdx_dev_stats, pool_pages, R_OUT, 0),
+	FLD(uffdx_dev_stats, pool_used, R_OUT, 0),
+	FLD(uffdx_dev_stats, events_lost, R_OUT, 0),
+	FLD(uffdx_dev_stats, reserved, R_RSVD, 0),
+};
+
+/*
+ * The context ioctls, REGION_INFO (a region fd's), then the device fd's
+ * (is_dev_ioc()).
+ */
 enum {
 	I_API, I_REGION_CREATE, I_ARM, I_DISARM, I_COPY, I_ZERO, I_POISON,
 	I_WAKE, I_DISCARD, I_MOVE, I_MOVE_ADDR, I_MOVE_VEC, I_RESOLVE, I_WP,
-	I_WP_ADDR, I_SCAN, I_REGION_INFO, NR_IOC
+	I_WP_ADDR, I_SCAN, I_DEVICE_CREATE, I_REGION_INFO,
+	I_DEV_READ, I_DEV_WRITE, I_DEV_MIGRATE_TO_DEV, I_DEV_MIGRATE_TO_SYS,
+	I_DEV_SNAPSHOT, I_DEV_EXCLUSIVE, I_DEV_CHECK_EXCLUSIVE, I_DEV_RELEASE,
+	I_DEV_ATOMIC, I_DEV_STATS, NR_IOC
 };
+
+static bool is_dev_ioc(int ioc)
+{
+	return ioc >= I_DEV_READ;
+}
+
+/* The device commands on struct uffdx_dev_cmd. */
+static bool is_dev_cmd(int ioc)
+{
+	return ioc >= I_DEV_READ && ioc <= I_DEV_RELEASE;
+}
+
+/* The features a context may negotiate to create devices. */
+#define DEV_FEATURES	(UFFDX_FEATURE_DEVICE_EXCLUSIVE | \
+			 UFFDX_FEATURE_DEVICE_MIGRATE | UFFDX_FEATURE_HMM_MIRROR)
 
 struct call;
 
@@ -389,8 +481,36 @@ static struct ioc iocs[NR_IOC] = {
 		   EAGAIN, EBUSY, ENOMEM, 0),
 	FUZZ_IOCTL(UFFDX_IOC_SCAN, I_SCAN, uffdx_scan, scan_fields, 0, 4,
 		   ENOMEM, 0),
+	FUZZ_IOCTL(UFFDX_IOC_DEVICE_CREATE, I_DEVICE_CREATE,
+		   uffdx_device_create, devc_fields, 0, 2, ENOMEM, EMFILE, 0),
 	FUZZ_IOCTL(UFFDX_IOC_REGION_INFO, I_REGION_INFO, uffdx_region_info,
 		   info_fields, 0, 4, 0),
+	/*
+	 * The device's: its commands come from this process, which it
+	 * mirrors, so never EPERM for that (nor ESRCH); EPERM for a write
+	 * through a mapping without write permission, and for a page not
+	 * held (CHECK_EXCLUSIVE).
+	 */
+	FUZZ_IOCTL(UFFDX_IOC_DEV_READ, I_DEV_READ, uffdx_dev_cmd, dcmd_fields,
+		   0, 4, EFAULT, EBUSY, ENOMEM, 0),
+	FUZZ_IOCTL(UFFDX_IOC_DEV_WRITE, I_DEV_WRITE, uffdx_dev_cmd,
+		   dcmd_fields, 0, 4, EFAULT, EPERM, EBUSY, ENOMEM, 0),
+	FUZZ_IOCTL(UFFDX_IOC_DEV_MIGRATE_TO_DEV, I_DEV_MIGRATE_TO_DEV,
+		   uffdx_dev_cmd, dcmd_fields, 0, 3, EFAULT, EBUSY, ENOMEM, 0),
+	FUZZ_IOCTL(UFFDX_IOC_DEV_MIGRATE_TO_SYS, I_DEV_MIGRATE_TO_SYS,
+		   uffdx_dev_cmd, dcmd_fields, 0, 3, EFAULT, ENOMEM, 0),
+	FUZZ_IOCTL(UFFDX_IOC_DEV_SNAPSHOT, I_DEV_SNAPSHOT, uffdx_dev_cmd,
+		   dcmd_fields, 0, 3, EBUSY, ENOMEM, 0),
+	FUZZ_IOCTL(UFFDX_IOC_DEV_EXCLUSIVE, I_DEV_EXCLUSIVE, uffdx_dev_cmd,
+		   dcmd_fields, 0, 3, EFAULT, EPERM, EBUSY, ENOMEM, 0),
+	FUZZ_IOCTL(UFFDX_IOC_DEV_CHECK_EXCLUSIVE, I_DEV_CHECK_EXCLUSIVE,
+		   uffdx_dev_cmd, dcmd_fields, 0, 2, EPERM, 0),
+	FUZZ_IOCTL(UFFDX_IOC_DEV_RELEASE, I_DEV_RELEASE, uffdx_dev_cmd,
+		   dcmd_fields, 0, 2, 0),
+	FUZZ_IOCTL(UFFDX_IOC_DEV_ATOMIC, I_DEV_ATOMIC, uffdx_dev_atomic,
+		   datomic_fields, 0, 3, EFAULT, EPERM, EBUSY, ENOMEM, 0),
+	FUZZ_IOCTL(UFFDX_IOC_DEV_STATS, I_DEV_STATS, uffdx_dev_stats,
+		   dstats_fields, 0, 2, 0),
 };
 
 /* The ops a RESOLVE resolution may name (uapi/linux/uffdx.h). */
@@ -569,6 +689,23 @@ struct regslot {
 
 static struct regslot slots[NR_SLOTS];
 static atomic_uint_fast64_t next_uid = 1;
+
+/*
+ * Device fds, made on a context that negotiated a device feature; what
+ * the device may do is fixed then, from that context's features.  Lock
+ * order: a context slot, then a device slot (chaos); workers only ever
+ * try-lock a device slot, before any region slot.
+ */
+#define NR_DEV		4
+
+struct devslot {
+	pthread_rwlock_t lock;
+	int fd;			/* -1 if none */
+	int ctx;		/* the context slot it was made on */
+	uint64_t features;	/* that context's negotiated features */
+};
+
+static struct devslot devs[NR_DEV];
 
 /*
  * The mappings live in an arena of fixed windows, so that an address the
@@ -798,7 +935,7 @@ static enum addrclass addr_class(uint64_t a, struct mapping **mp)
 
 /* ---- per-thread state, the watchdog's view -------------------------------- */
 
-#define SNAP 160
+#define SNAP 192
 
 struct callrec {
 	int ioc;
@@ -879,6 +1016,7 @@ enum fdkind {
 	FD_REGION_RO,	/* its read-only reopen */
 	FD_DEVNULL,
 	FD_CLOSED,
+	FD_DEVICE,	/* a device slot's fd (c->devslot) */
 };
 
 /* A thread's buffers: each followed by an unmapped guard page. */
@@ -930,6 +1068,8 @@ struct call {
 	int cmdkind;			/* 0 exact, 1 other size bits, 2 not ours */
 	int fd, fdkind, cx, fdslot;
 	struct ctxslot ctx;		/* snapshot of the context slot */
+	int devslot;			/* FD_DEVICE: the device slot, locked */
+	uint64_t dev_features;		/* ... and what its context negotiated */
 	int place;
 	unsigned int k;			/* P_STRADDLE: bytes before the guard */
 	void *uarg;
@@ -937,7 +1077,7 @@ struct call {
 	uint32_t usize;
 	/* what the call holds and knows */
 	uint32_t locked;		/* region slots read-locked */
-	bool ctx_locked, map_locked;
+	bool ctx_locked, map_locked, dev_locked;
 	int slot[2];			/* region slots picked: dst/primary, src */
 	uint64_t L[2];			/* their lengths (or a guess) */
 	/* MOVE_VEC entries or resolutions */
@@ -1053,6 +1193,9 @@ static void unlock_all(struct call *c)
 	if (c->ctx_locked)
 		pthread_rwlock_unlock(&ctxs[c->cx].lock);
 	c->ctx_locked = false;
+	if (c->dev_locked)
+		pthread_rwlock_unlock(&devs[c->devslot].lock);
+	c->dev_locked = false;
 }
 
 static void lock_maps(struct call *c)
@@ -1326,6 +1469,63 @@ static uint64_t gen_count(struct rng *r, uint64_t max)
 	}
 }
 
+static uint64_t map_addr(struct call *c, uint64_t *room);
+
+/*
+ * A device command's address (map_lock held): a region mapping's page
+ * mostly, else ordinary memory, nothing, the trap, the top of the user
+ * address space, the kernel; @word: a word of a page (DEV_ATOMIC).
+ */
+static uint64_t gen_daddr(struct call *c, uint64_t word)
+{
+	struct rng *r = c->r;
+	uint64_t room, a;
+
+	switch (rn(r, 16)) {
+	case 0: return 0;
+	case 1: return KERNEL_ADDR;
+	case 2: return NONCANON_ADDR;
+	/*
+	 * Just past the last user page (4-level): not the last page itself,
+	 * which may be the top of our stack.
+	 */
+	case 3: return USER_TOP_4L;
+	case 4: return ~0ULL & ~(PG - 1);
+	case 5: return (uint64_t)(uintptr_t)anon_page + (word ? 8 * rn(r, PG / 8) : 0);
+	case 6: return (uint64_t)(uintptr_t)trap;
+	case 7: return (uint64_t)(uintptr_t)c->w->b.arg + ARG_LEN;	/* guard */
+	case 8: return arena + rn(r, NR_WIN) * WIN_SIZE + WIN_SIZE / 2;
+	case 9: return (uint64_t)(uintptr_t)c->w->b.ev;	/* ordinary memory */
+	default: break;
+	}
+	a = map_addr(c, &room);
+	switch (rn(r, 6)) {
+	case 0: return a + 1 + rn(r, PG - 1);		/* unaligned */
+	case 1: return a + 4;				/* not a word */
+	case 2: return a + room * PG;			/* past the mapping */
+	default: return a + (word ? 8 * rn(r, PG / 8) : 0);
+	}
+}
+
+/* A device command's buffer: ours mostly, else a bad one. */
+static uint64_t gen_dptr(struct call *c)
+{
+	struct bufs *b = &c->w->b;
+
+	switch (rn(c->r, 11)) {
+	case 0: return 0;
+	case 1: return KERNEL_ADDR;
+	case 2: return NONCANON_ADDR;
+	case 3: return (uint64_t)(uintptr_t)b->ro;		/* read-only */
+	case 4: return (uint64_t)(uintptr_t)b->data + DATA_LEN - PG;
+	case 5: return (uint64_t)(uintptr_t)b->data + DATA_LEN;	/* the guard */
+	case 6: return (uint64_t)(uintptr_t)trap;
+	case 7: return (uint64_t)(uintptr_t)b->ev + VEC_LEN - 1 - rn(c->r, 16);
+	case 8: return (uint64_t)(uintptr_t)b->ev;
+	default: return (uint64_t)(uintptr_t)b->data;
+	}
+}
+
 /* Replace field @f of the struct with a boundary value. */
 static void perturb(struct call *c, const struct field *f)
 {
@@ -1433,6 +1633,26 @@ static void perturb(struct call *c, const struct field *f)
 		return;
 	case R_TIMEOUT:
 		fset(b, f, gen_timeout(r));
+		return;
+	case R_DADDR:
+		fset(b, f, gen_daddr(c, f->aux));
+		return;
+	case R_DPTR:
+		fset(b, f, gen_dptr(c));
+		return;
+	case R_OP:
+		switch (rn(r, 6)) {
+		case 0: v = 0; break;
+		case 1: v = UFFDX_DEV_ATOMIC_CMPXCHG + 1; break;
+		case 2: v = U32MAX; break;
+		case 3: v = 1ULL << rn(r, 32); break;
+		case 4: v = rnd(r) & U32MAX; break;
+		default: v = UFFDX_DEV_ATOMIC_FETCH_ADD + rn(r, 2); break;
+		}
+		fset(b, f, v);
+		return;
+	case R_VAL:
+		fset(b, f, chance(r, 30) ? 0 : chance(r, 30) ? ~0ULL : rnd(r));
 		return;
 	case R_RSVD:
 		v = chance(r, 50) ? 1ULL << rn(r, 64) : rnd(r) | 1;
@@ -1825,6 +2045,66 @@ static void gen_scan(struct call *c)
 static void gen_info(struct call *c)
 {
 	(void)c;
+}
+
+/*
+ * A device command on a few pages of a region mapping mostly, else of
+ * ordinary memory (the anonymous page, our event buffer); the buffer
+ * ours, of the size the command takes.
+ */
+static void gen_dev_cmd(struct call *c)
+{
+	struct bufs *b = &c->w->b;
+	unsigned int x = (unsigned int)rn(c->r, 100);
+	uint64_t a, room, n, p;
+
+	lock_maps(c);
+	if (x < 80) {
+		a = map_addr(c, &room);
+	} else if (x < 90) {
+		a = (uint64_t)(uintptr_t)anon_page;
+		room = 1;
+	} else {
+		a = (uint64_t)(uintptr_t)b->ev;
+		room = VEC_LEN / PG;
+	}
+	n = 1 + rn(c->r, room < 16 ? room : 16);
+	switch (c->ioc) {
+	case I_DEV_READ:
+	case I_DEV_WRITE:
+		p = (uint64_t)(uintptr_t)b->data + rn(c->r, DATA_LEN / PG - n + 1) * PG;
+		break;
+	case I_DEV_SNAPSHOT:
+		p = (uint64_t)(uintptr_t)b->ev;
+		break;
+	case I_DEV_MIGRATE_TO_DEV:
+	case I_DEV_MIGRATE_TO_SYS:
+		/* the status bytes are optional */
+		p = chance(c->r, 30) ? 0 : (uint64_t)(uintptr_t)b->ev;
+		break;
+	default:
+		/* not used */
+		p = chance(c->r, 80) ? 0 : rnd(c->r);
+		break;
+	}
+	SV(c, dev_cmd, addr, a);
+	SV(c, dev_cmd, ptr, p);
+	SV(c, dev_cmd, npages, n);
+	SV(c, dev_cmd, cpages, 0x5afe5afe00000000ULL | rn(c->r, 1 << 16));
+	SV(c, dev_cmd, faults, 0x5afe5afe00000000ULL);
+}
+
+static void gen_dev_atomic(struct call *c)
+{
+	uint64_t room, a;
+
+	lock_maps(c);
+	a = map_addr(c, &room);
+	SV(c, dev_atomic, op, UFFDX_DEV_ATOMIC_FETCH_ADD + rn(c->r, 2));
+	SV(c, dev_atomic, addr, a + 8 * rn(c->r, PG / 8));
+	SV(c, dev_atomic, value, rnd(c->r));
+	SV(c, dev_atomic, expected, chance(c->r, 50) ? 0 : rnd(c->r));
+	SV(c, dev_atomic, old, 0x5afe5afe00000000ULL);
 }
 
 /* ---- the model ---------------------------------------------------------- */
@@ -2395,11 +2675,186 @@ static void model_wp_addr(struct call *c)
 		cert(c, EINVAL, "not a write-protect region");
 }
 
+/* The feature a device command needs beyond the device itself. */
+static uint64_t dev_feature_of(int ioc)
+{
+	switch (ioc) {
+	case I_DEV_EXCLUSIVE: case I_DEV_CHECK_EXCLUSIVE: case I_DEV_RELEASE:
+	case I_DEV_ATOMIC:
+		return UFFDX_FEATURE_DEVICE_EXCLUSIVE;
+	case I_DEV_MIGRATE_TO_DEV: case I_DEV_MIGRATE_TO_SYS:
+		return UFFDX_FEATURE_DEVICE_MIGRATE;
+	default:
+		return 0;
+	}
+}
+
+static bool in_buf(uint64_t p, uint64_t e, const void *buf, uint64_t len)
+{
+	uint64_t b = (uint64_t)(uintptr_t)buf;
+
+	return p >= b && e <= b + len;
+}
+
+/*
+ * A device command's buffer [p, p + len): certainly usable for the
+ * access (1), certainly not (0), or not known (-1).
+ */
+static int buf_class(struct call *c, uint64_t p, uint64_t len, bool write)
+{
+	struct bufs *b = &c->w->b;
+	uint64_t e, d = (uint64_t)(uintptr_t)b->data, v = (uint64_t)(uintptr_t)b->ev;
+
+	if (__builtin_add_overflow(p, len, &e) || !p || p >= (1ULL << 47))
+		return 0;
+	if (in_buf(p, e, b->data, DATA_LEN) || in_buf(p, e, b->ev, VEC_LEN))
+		return 1;
+	if (in_buf(p, p + 1, b->ro, ARG_LEN))
+		return write ? 0 : in_buf(p, e, b->ro, ARG_LEN) ? 1 : -1;
+	/* runs into the guard page after data or ev, or is in the trap */
+	if ((p >= d && p <= d + DATA_LEN) || (p >= v && p <= v + VEC_LEN))
+		return 0;
+	if ((uintptr_t)trap && p >= (uintptr_t)trap && p < (uintptr_t)trap + trap_len)
+		return 0;
+	return -1;
+}
+
+enum { DR_REGION, DR_NOTREGION, DR_UNKNOWN };
+
+/*
+ * The pages of a device command, [a, a + n pages) (no overflow; map_lock
+ * held): all region memory (DR_REGION: in one mapping, *mp, or in the
+ * trap), some page certainly not region memory (ordinary memory, nothing
+ * mapped, a PROT_NONE reservation, past the end of a mapping), or not
+ * known.
+ */
+static int dev_pages(uint64_t a, uint64_t n, struct mapping **mp)
+{
+	uint64_t e = a + n * PG;
+	struct mapping *m;
+
+	*mp = NULL;
+	if ((uintptr_t)trap && a >= (uintptr_t)trap &&
+	    a < (uintptr_t)trap + trap_len)
+		return e <= (uintptr_t)trap + trap_len ? DR_REGION : DR_UNKNOWN;
+	switch (addr_class(a, &m)) {
+	case A_REGION:
+		if (e > m->addr + m->npages * PG)
+			return DR_NOTREGION;	/* the reservation after it */
+		*mp = m;
+		return DR_REGION;
+	case A_NOTREGION:
+		return DR_NOTREGION;
+	default:
+		return DR_UNKNOWN;
+	}
+}
+
+/* READ ... RELEASE on struct uffdx_dev_cmd. */
+static void model_dev_cmd(struct call *c)
+{
+	uint64_t a = GV(c, dev_cmd, addr), p = GV(c, dev_cmd, ptr);
+	uint64_t n = GV(c, dev_cmd, npages), e;
+	bool mirror = c->dev_features & UFFDX_FEATURE_HMM_MIRROR;
+	struct mapping *m;
+	int pages, buf = 1;
+
+	if (GV(c, dev_cmd, flags))
+		cert(c, EINVAL, "flags set");
+	if (rsvd_set(c))
+		cert(c, EINVAL, "reserved set");
+	if (!aligned(a))
+		cert(c, EINVAL, "addr unaligned");
+	if (!n || n > UFFDX_DEV_MAX_PAGES) {
+		cert(c, EINVAL, "npages 0 or > UFFDX_DEV_MAX_PAGES");
+	} else if (__builtin_add_overflow(a, n * PG, &e) || e > USER_TOP_MAX) {
+		cert(c, EINVAL, "addr + npages overflows or passes the top");
+	} else if (e > USER_TOP_4L) {
+		cert(c, EINVAL, "addr + npages passes the top (4-level)");
+		maybe(c, EFAULT);
+	}
+	if (!es_empty(&c->ex.cert))
+		return;
+
+	/* the buffer: pages (READ, WRITE) or a byte a page */
+	switch (c->ioc) {
+	case I_DEV_READ: buf = buf_class(c, p, n * PG, true); break;
+	case I_DEV_WRITE: buf = buf_class(c, p, n * PG, false); break;
+	case I_DEV_SNAPSHOT: buf = buf_class(c, p, n, true); break;
+	case I_DEV_MIGRATE_TO_DEV:
+	case I_DEV_MIGRATE_TO_SYS:
+		buf = p ? buf_class(c, p, n, true) : 1;
+		break;
+	}
+	if (buf <= 0)
+		maybe(c, EFAULT);
+	if (!buf) {
+		c->ex.must_fail = true;
+		why(c, "the buffer is not usable");
+	}
+
+	pages = dev_pages(a, n, &m);
+	if (pages == DR_REGION)
+		return;
+	/* some page is (or may be) not region memory, or not mapped */
+	maybe(c, EFAULT);
+	switch (c->ioc) {
+	case I_DEV_READ: case I_DEV_WRITE: case I_DEV_SNAPSHOT:
+		if (mirror)
+			break;
+		maybe(c, EINVAL);
+		if (pages == DR_NOTREGION) {
+			c->ex.must_fail = true;
+			why(c, "a page is not region memory, no HMM_MIRROR");
+		}
+		break;
+	case I_DEV_EXCLUSIVE: case I_DEV_MIGRATE_TO_DEV:
+	case I_DEV_CHECK_EXCLUSIVE:
+		maybe(c, EINVAL);
+		if (pages == DR_NOTREGION) {
+			c->ex.must_fail = true;
+			why(c, "a page is not region memory");
+		}
+		break;
+	case I_DEV_RELEASE:
+		maybe(c, EINVAL);
+		break;
+	}
+}
+
+static void model_dev_atomic(struct call *c)
+{
+	uint32_t op = (uint32_t)GV(c, dev_atomic, op);
+	uint64_t a = GV(c, dev_atomic, addr);
+	struct mapping *m;
+	int pages;
+
+	if (op != UFFDX_DEV_ATOMIC_FETCH_ADD && op != UFFDX_DEV_ATOMIC_CMPXCHG)
+		cert(c, EINVAL, "op unknown");
+	if (a & 7)
+		cert(c, EINVAL, "addr not 8-byte aligned");
+	if (rsvd_set(c))
+		cert(c, EINVAL, "reserved set");
+	if (!es_empty(&c->ex.cert))
+		return;
+	pages = dev_pages(a & ~(PG - 1), 1, &m);
+	if (pages == DR_REGION)
+		return;
+	maybe(c, EINVAL);
+	maybe(c, EFAULT);
+	if (pages == DR_NOTREGION) {
+		c->ex.must_fail = true;
+		why(c, "not region memory");
+	}
+}
+
 /* Does the ioctl write an output on its way to success? */
 static bool writes_output(int ioc)
 {
 	switch (ioc) {
 	case I_ARM: case I_DISARM: case I_WAKE:
+	/* nothing to report but cpages, which they may leave alone */
+	case I_DEV_CHECK_EXCLUSIVE: case I_DEV_RELEASE:
 		return false;
 	default:
 		return true;
@@ -2432,6 +2887,21 @@ static void model(struct call *c)
 		if (c->fdkind != FD_REGION && c->fdkind != FD_REGION_RO) {
 			ex->exact = ENOTTY;
 			why(c, "not a region fd");
+			return;
+		}
+	} else if (is_dev_ioc(c->ioc)) {
+		uint64_t f = dev_feature_of(c->ioc);
+
+		if (c->fdkind != FD_DEVICE) {
+			ex->exact = ENOTTY;
+			why(c, "not a device fd");
+			return;
+		}
+		/* decided from the fd alone, as on a context */
+		if (f && !(c->dev_features & f)) {
+			ex->exact = EINVAL;
+			why(c, "the device's context did not negotiate the "
+			    "command's feature");
 			return;
 		}
 	} else {
@@ -2535,6 +3005,26 @@ static void model(struct call *c)
 		if (rsvd_set(c))
 			cert(c, EINVAL, "reserved set");
 		break;
+	case I_DEVICE_CREATE:
+		if (GV(c, device_create, flags))
+			cert(c, EINVAL, "flags set");
+		if (rsvd_set(c))
+			cert(c, EINVAL, "reserved or pad set");
+		break;
+	case I_DEV_ATOMIC:
+		model_dev_atomic(c);
+		break;
+	case I_DEV_STATS:
+		if (GV(c, dev_stats, flags))
+			cert(c, EINVAL, "flags set");
+		/* the header does not say that reserved must be 0 here */
+		if (rsvd_set(c))
+			maybe(c, EINVAL);
+		break;
+	default:
+		if (is_dev_cmd(c->ioc))
+			model_dev_cmd(c);
+		break;
 	}
 
 	/* a read-only struct: the output cannot be written */
@@ -2542,8 +3032,13 @@ static void model(struct call *c)
 		es_add(&ex->maybe, EFAULT);
 		if (es_empty(&ex->cert))
 			ex->must_fail = true;
+	} else if (c->place == P_RO && is_dev_ioc(c->ioc)) {
+		es_add(&ex->maybe, EFAULT);
 	}
 	if (es_empty(&ex->cert) && c->ioc == I_REGION_INFO && c->place == P_OK)
+		ex->must_succeed = true;
+	if (es_empty(&ex->cert) && c->ioc == I_DEV_STATS && c->place == P_OK &&
+	    es_empty(&ex->maybe))
 		ex->must_succeed = true;
 	if (es_empty(&ex->cert) && c->ioc == I_API && c->place == P_OK &&
 	    es_empty(&ex->maybe))
@@ -2609,7 +3104,7 @@ static void record(struct call *c, struct callrec *rec)
 {
 	static const char *const fdnames[] = {
 		"context", "fresh context", "region", "read-only region",
-		"/dev/null", "closed"
+		"/dev/null", "closed", "device"
 	};
 
 	rec->ioc = c->ioc;
@@ -2952,8 +3447,65 @@ static void check_outputs(struct call *c)
 				  in->flags, sl->flags);
 		return;
 	}
-	default:
+	case I_DEVICE_CREATE: {
+		struct uffdx_dev_stats st = { .size = sizeof(st) };
+		int fd, ret;
+
+		if (c->ret || !o)
+			return;
+		fd = (int)get32(o, offsetof(struct uffdx_device_create, fd));
+		if (fd < 0) {
+			call_fail(c, "DEVICE_CREATE: fd %d", fd);
+			return;
+		}
+		/* a new device has done nothing yet */
+		if (chance(c->r, 10)) {
+			ret = xioctl(fd, UFFDX_IOC_DEV_STATS, &st);
+			if (ret || st.faults || st.pool_used || st.migrated_to_dev ||
+			    st.revocations)
+				call_fail(c, "DEVICE_CREATE: STATS of the new device: "
+					  "%s, faults %llu pool_used %llu", strerror(-ret),
+					  (unsigned long long)st.faults,
+					  (unsigned long long)st.pool_used);
+		}
+		close(fd);
 		return;
+	}
+	case I_DEV_STATS: {
+		const struct uffdx_dev_stats *st = (void *)o;
+
+		if (c->ret || !o || c->place != P_OK)
+			return;
+		if (st->pool_used > st->pool_pages)
+			call_fail(c, "DEV_STATS: pool_used %llu > pool_pages %llu",
+				  (unsigned long long)st->pool_used,
+				  (unsigned long long)st->pool_pages);
+		return;
+	}
+	default:
+		break;
+	}
+	if (is_dev_cmd(c->ioc) && !c->ret && o && c->place == P_OK) {
+		uint64_t n = GV(c, dev_cmd, npages), p = GV(c, dev_cmd, ptr);
+		uint64_t cp = get64(o, offsetof(struct uffdx_dev_cmd, cpages));
+		const unsigned char *st = c->w->b.ev;
+
+		if (cp > n || ((c->ioc == I_DEV_READ || c->ioc == I_DEV_WRITE) &&
+			       cp != n))
+			call_fail(c, "%s: success, cpages %" PRIu64 " of %" PRIu64,
+				  iocs[c->ioc].name, cp, n);
+		/* the migrations' status: a byte a page, 1 or 0 */
+		if ((c->ioc == I_DEV_MIGRATE_TO_DEV ||
+		     c->ioc == I_DEV_MIGRATE_TO_SYS) &&
+		    p == (uint64_t)(uintptr_t)st && n <= VEC_LEN) {
+			for (uint64_t i = 0; i < n; i++) {
+				if (st[i] > 1) {
+					call_fail(c, "%s: status byte %" PRIu64 " is %u",
+						  iocs[c->ioc].name, i, st[i]);
+					break;
+				}
+			}
+		}
 	}
 }
 
@@ -3005,12 +3557,18 @@ static void pick_cmd(struct call *c)
 		/* a number no ioctl has */
 		do {
 			nr = (unsigned int)rn(c->r, 256);
-		} while (nr <= _UFFDX_SCAN || nr == _UFFDX_REGION_INFO);
+		} while (nr <= _UFFDX_DEVICE_CREATE || nr == _UFFDX_REGION_INFO ||
+			 (nr >= _UFFDX_DEV_READ && nr <= _UFFDX_DEV_STATS));
 		c->cmd = _IOC(_IOC_READ | _IOC_WRITE, UFFDX_IOC_MAGIC, nr,
 			      _IOC_SIZE(cmd));
 		return;
 	case 2:
 		/* the other kind of fd's number: a context's on a region, ... */
+		if (c->fdkind == FD_DEVICE) {
+			/* a context's or a region's on a device */
+			c->cmd = iocs[rn(c->r, I_REGION_INFO + 1)].cmd;
+			return;
+		}
 		if (c->ioc == I_REGION_INFO && (c->fdkind == FD_REGION ||
 						c->fdkind == FD_REGION_RO)) {
 			c->cmd = iocs[rn(c->r, I_REGION_INFO)].cmd;
@@ -3036,6 +3594,23 @@ static void pick_cmd(struct call *c)
 	}
 }
 
+/* Device slot @s as the call's fd, if it has a device (read-locked). */
+static bool pick_dev(struct call *c, int s)
+{
+	if (c->dev_locked || pthread_rwlock_tryrdlock(&devs[s].lock))
+		return false;
+	if (devs[s].fd < 0) {
+		pthread_rwlock_unlock(&devs[s].lock);
+		return false;
+	}
+	c->dev_locked = true;
+	c->devslot = s;
+	c->fdkind = FD_DEVICE;
+	c->fd = devs[s].fd;
+	c->dev_features = devs[s].features;
+	return true;
+}
+
 /* The file descriptor: mostly the right kind, sometimes not. */
 static void pick_fd(struct call *c)
 {
@@ -3058,6 +3633,11 @@ static void pick_fd(struct call *c)
 			}
 			return;
 		}
+		x = 90 + x % 10;
+	} else if (is_dev_ioc(c->ioc)) {
+		/* no device (none offered, or being re-made): a wrong kind */
+		if (x < 85 && pick_dev(c, (int)rn(r, NR_DEV)))
+			return;
 		x = 90 + x % 10;
 	} else if (c->ioc == I_API && x < 75) {
 		c->fdkind = FD_FRESH;
@@ -3110,7 +3690,11 @@ static void pick_fd(struct call *c)
 		}
 		/* fall through */
 	case 3: case 4:
-		if (c->ioc == I_REGION_INFO) {
+		/* a device's for a context's or a region's ioctl */
+		if (!is_dev_ioc(c->ioc) && (c->ioc != I_REGION_INFO || x % 10 == 4) &&
+		    pick_dev(c, (int)rn(r, NR_DEV)))
+			return;
+		if (c->ioc == I_REGION_INFO || is_dev_ioc(c->ioc)) {
 			c->fdkind = FD_CTX;
 			c->ctx = ctxs[CX_MAIN];
 			c->fd = c->ctx.fd;
@@ -3252,7 +3836,14 @@ static void one_call(struct worker *w)
 	case I_WP_ADDR: gen_wp_addr(c); break;
 	case I_SCAN: gen_scan(c); break;
 	case I_REGION_INFO: gen_info(c); break;
-	default: gen_range(c); break;
+	case I_DEVICE_CREATE: case I_DEV_STATS: break;
+	case I_DEV_ATOMIC: gen_dev_atomic(c); break;
+	default:
+		if (is_dev_cmd(c->ioc))
+			gen_dev_cmd(c);
+		else
+			gen_range(c);
+		break;
 	}
 	/* half the calls valid (as far as the baseline goes), half not */
 	call_seed(c->r, w->base, w->n, 3);
@@ -3650,6 +4241,101 @@ static void chaos_recycle_region(struct rng *r)
 	pthread_rwlock_unlock(&ctxs[cx].lock);
 }
 
+/*
+ * Make a device in slot @s on context @cx (the slot write-locked, the
+ * context read-locked, or set-up), if that context negotiated a device
+ * feature.
+ */
+static void dev_make(int s, int cx)
+{
+	struct uffdx_device_create dc = { .size = sizeof(dc), .fd = -1 };
+	struct devslot *d = &devs[s];
+	struct ctxslot *c = &ctxs[cx];
+	int ret;
+
+	d->fd = -1;
+	if (!c->ready || c->fd < 0 ||
+	    !has_ioctl(c->ioctls, UFFDX_IOC_DEVICE_CREATE))
+		return;
+	ret = xioctl(c->fd, UFFDX_IOC_DEVICE_CREATE, &dc);
+	if (ret) {
+		if (ret != -ENOMEM && ret != -EMFILE)
+			fail_msg("DEVICE_CREATE on %s: %s\n", cx_names[cx],
+				 strerror(-ret));
+		return;
+	}
+	if (dc.fd < 0) {
+		fail_msg("DEVICE_CREATE on %s: fd %d\n", cx_names[cx], dc.fd);
+		return;
+	}
+	d->fd = dc.fd;
+	d->ctx = cx;
+	d->features = c->features;
+}
+
+/* Close device slot @s and make a new device there. */
+static void chaos_recycle_dev(struct rng *r)
+{
+	int s = (int)rn(r, NR_DEV);
+	int cx = chance(r, 60) ? CX_MAIN : (int)(CX_SEC1 + rn(r, 2));
+
+	pthread_rwlock_rdlock(&ctxs[cx].lock);
+	pthread_rwlock_wrlock(&devs[s].lock);
+	if (devs[s].fd >= 0)
+		close(devs[s].fd);
+	dev_make(s, cx);
+	pthread_rwlock_unlock(&devs[s].lock);
+	pthread_rwlock_unlock(&ctxs[cx].lock);
+}
+
+static atomic_uint_fast64_t dev_events;
+
+/*
+ * Read a device's events, non-blocking: whole 64-byte messages of known
+ * types, EAGAIN when there is none, EINVAL for a buffer too small.
+ */
+static void chaos_dev_events(struct rng *r)
+{
+	struct uffdx_dev_event ev[32];
+	struct devslot *d = &devs[rn(r, NR_DEV)];
+	bool small = chance(r, 10);
+	ssize_t n;
+	int fl;
+
+	pthread_rwlock_rdlock(&d->lock);
+	if (d->fd < 0)
+		goto out;
+	fl = fcntl(d->fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		fcntl(d->fd, F_SETFL, fl | O_NONBLOCK);
+	n = read(d->fd, ev, small ? sizeof(ev[0]) - 1 : sizeof(ev));
+	if (small) {
+		if (n >= 0 || errno != EINVAL)
+			fail_msg("read(%zu) of a device fd: %s, not EINVAL\n",
+				 sizeof(ev[0]) - 1, n >= 0 ? "succeeded" : strerror(errno));
+		goto out;
+	}
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			fail_msg("read of a device fd: %s\n", strerror(errno));
+		goto out;
+	}
+	if (!n || n % sizeof(ev[0])) {
+		fail_msg("read of a device fd: %zd bytes\n", n);
+		goto out;
+	}
+	for (size_t i = 0; i < (size_t)n / sizeof(ev[0]); i++) {
+		if (ev[i].type < UFFDX_DEV_EVENT_REVOKED ||
+		    ev[i].type > UFFDX_DEV_EVENT_DROPPED ||
+		    (ev[i].flags & ~(UFFDX_PF_WRITE | UFFDX_PF_KERNEL)))
+			fail_msg("device event: type %u flags %#x\n", ev[i].type,
+				 ev[i].flags);
+	}
+	atomic_fetch_add(&dev_events, (size_t)n / sizeof(ev[0]));
+out:
+	pthread_rwlock_unlock(&d->lock);
+}
+
 static void chaos_recycle_ctx(struct rng *r)
 {
 	int cx = (int)(CX_SEC1 + rn(r, 2));
@@ -3663,6 +4349,7 @@ static void *chaos_main(void *p)
 {
 	struct rng r = { stream_seed(1000) };
 	struct tstate *ts = tstate_new("chaos");
+	bool have_devices = has_ioctl(all_ioctls, UFFDX_IOC_DEVICE_CREATE);
 	unsigned long n = 0;
 	uint64_t t;
 
@@ -3683,6 +4370,10 @@ static void *chaos_main(void *p)
 			chaos_madvise(&r);
 		else if (x < 73)
 			chaos_fork(&r, ts);
+		else if (x >= 90 && x < 93 && have_devices)
+			chaos_recycle_dev(&r);
+		else if (x >= 93 && x < 95 && have_devices)
+			chaos_dev_events(&r);
 		else if (x < 95)
 			chaos_recycle_region(&r);
 		else
@@ -3822,6 +4513,19 @@ static void setup(void)
 		slot_make(s, s == BIG_SLOT || s < 10 ? CX_MAIN :
 			  (int)(CX_SEC1 + s % 2), &r);
 	}
+	/* devices on the main context and the secondary ones, if offered */
+	for (int i = 0; i < NR_DEV; i++) {
+		rwlock_init_wr(&devs[i].lock);
+		dev_make(i, i < 2 ? CX_MAIN : (int)(CX_SEC1 + i % 2));
+	}
+	if ((supported & DEV_FEATURES) &&
+	    !has_ioctl(all_ioctls, UFFDX_IOC_DEVICE_CREATE))
+		fail_msg("the module reports device features %#" PRIx64
+			 " but no DEVICE_CREATE\n", (uint64_t)(supported & DEV_FEATURES));
+	/* no device: its ioctls only ever meet the wrong fds, now and then */
+	if (!has_ioctl(all_ioctls, UFFDX_IOC_DEVICE_CREATE))
+		for (int i = I_DEV_READ; i < NR_IOC; i++)
+			iocs[i].weight = 1;
 	rwlock_init_wr(&map_lock);
 	arena = (uintptr_t)mmap(NULL, NR_WIN * WIN_SIZE, PROT_NONE,
 				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -4078,6 +4782,12 @@ int main(int argc, char **argv)
 		ksft_print_msg("at the end: %d fds open; the main context holds %lld "
 			       "regions, %lld pages charged\n", count_open_fds(),
 			       regions, charged);
+		if (has_ioctl(all_ioctls, UFFDX_IOC_DEVICE_CREATE))
+			ksft_print_msg("devices: %" PRIu64 " events read\n",
+				       (uint64_t)atomic_load(&dev_events));
+		else
+			ksft_print_msg("devices: not offered by the module; the "
+				       "device ioctls ran on other fds only\n");
 	}
 	fail_kinds_print();
 	printf("fuzz: %" PRIu64 " calls, %" PRIu64 " failures, seed %#" PRIx64 " (%s)\n",

@@ -1529,7 +1529,8 @@ TEST_F(rs, malformed_resolutions)
 	static const uint32_t bad_ops[] = {
 		_UFFDX_API, _UFFDX_REGION_CREATE, _UFFDX_ARM, _UFFDX_DISARM, _UFFDX_DISCARD,
 		_UFFDX_MOVE_ADDR, _UFFDX_MOVE_VEC, _UFFDX_RESOLVE, _UFFDX_WRITEPROTECT_ADDR,
-		_UFFDX_SCAN, 0x10, 0x3f, _UFFDX_REGION_INFO, 0xffffffffu,
+		_UFFDX_SCAN, _UFFDX_DEVICE_CREATE, 0x11, 0x3f, _UFFDX_REGION_INFO,
+		_UFFDX_DEV_READ, _UFFDX_DEV_ATOMIC, 0xffffffffu,
 	};
 	struct accessor *a = acc_new(PAGE(60) + 60, 0, 0);
 	struct uffdx_resolution res[3];

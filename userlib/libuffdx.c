@@ -21,6 +21,8 @@
 #include "lib.h"
 
 _Static_assert(sizeof(struct uffdx_event) == 64, "uffdx_event is 64 bytes");
+_Static_assert(sizeof(struct uffdx_dev_event) == 64,
+	       "uffdx_dev_event is 64 bytes");
 
 UFFDX_EXPORT int uffdx_ioctl(int fd, unsigned long cmd, void *arg)
 {
@@ -451,6 +453,128 @@ UFFDX_EXPORT int uffdx_serve_copy(int ctx, const struct uffdx_event *ev,
 	return ret < 0 ? ret : 1;
 }
 
+/* ---- the simulated device ------------------------------------------------ */
+
+UFFDX_EXPORT int uffdx_device_create(int ctx, unsigned int flags)
+{
+	struct uffdx_device_create dc;
+	int ret;
+
+	memset(&dc, 0, sizeof(dc));
+	dc.size = sizeof(dc);
+	dc.flags = flags;
+	dc.fd = -1;
+	ret = uffdx_ioctl(ctx, UFFDX_IOC_DEVICE_CREATE, &dc);
+	if (ret < 0)
+		return ret;
+	if (dc.fd < 0)		/* cannot happen with a correct module */
+		return -EIO;
+	return dc.fd;
+}
+
+/*
+ * The eight commands on struct uffdx_dev_cmd: the caller's struct is the
+ * argument; its outputs read 0 if the call is rejected.
+ */
+static int uffdx_dev_cmd_op(int dev, unsigned long cmd,
+			    struct uffdx_dev_cmd *c)
+{
+	int ret;
+
+	if (!c)
+		return -EINVAL;
+	c->size = sizeof(*c);
+	c->cpages = 0;
+	c->faults = 0;
+	memset(c->reserved, 0, sizeof(c->reserved));
+	ret = uffdx_ioctl(dev, cmd, c);
+	return ret < 0 ? ret : 0;
+}
+
+UFFDX_EXPORT int uffdx_dev_read(int dev, struct uffdx_dev_cmd *cmd)
+{
+	return uffdx_dev_cmd_op(dev, UFFDX_IOC_DEV_READ, cmd);
+}
+
+UFFDX_EXPORT int uffdx_dev_write(int dev, struct uffdx_dev_cmd *cmd)
+{
+	return uffdx_dev_cmd_op(dev, UFFDX_IOC_DEV_WRITE, cmd);
+}
+
+UFFDX_EXPORT int uffdx_dev_migrate_to_dev(int dev, struct uffdx_dev_cmd *cmd)
+{
+	return uffdx_dev_cmd_op(dev, UFFDX_IOC_DEV_MIGRATE_TO_DEV, cmd);
+}
+
+UFFDX_EXPORT int uffdx_dev_migrate_to_sys(int dev, struct uffdx_dev_cmd *cmd)
+{
+	return uffdx_dev_cmd_op(dev, UFFDX_IOC_DEV_MIGRATE_TO_SYS, cmd);
+}
+
+UFFDX_EXPORT int uffdx_dev_snapshot(int dev, struct uffdx_dev_cmd *cmd)
+{
+	return uffdx_dev_cmd_op(dev, UFFDX_IOC_DEV_SNAPSHOT, cmd);
+}
+
+UFFDX_EXPORT int uffdx_dev_exclusive(int dev, struct uffdx_dev_cmd *cmd)
+{
+	return uffdx_dev_cmd_op(dev, UFFDX_IOC_DEV_EXCLUSIVE, cmd);
+}
+
+UFFDX_EXPORT int uffdx_dev_check_exclusive(int dev, struct uffdx_dev_cmd *cmd)
+{
+	return uffdx_dev_cmd_op(dev, UFFDX_IOC_DEV_CHECK_EXCLUSIVE, cmd);
+}
+
+UFFDX_EXPORT int uffdx_dev_release(int dev, struct uffdx_dev_cmd *cmd)
+{
+	return uffdx_dev_cmd_op(dev, UFFDX_IOC_DEV_RELEASE, cmd);
+}
+
+UFFDX_EXPORT int uffdx_dev_atomic(int dev, struct uffdx_dev_atomic *a)
+{
+	int ret;
+
+	if (!a)
+		return -EINVAL;
+	a->size = sizeof(*a);
+	a->old = 0;
+	a->faults = 0;
+	memset(a->reserved, 0, sizeof(a->reserved));
+	ret = uffdx_ioctl(dev, UFFDX_IOC_DEV_ATOMIC, a);
+	return ret < 0 ? ret : 0;
+}
+
+UFFDX_EXPORT int uffdx_dev_stats(int dev, struct uffdx_dev_stats *st)
+{
+	int ret;
+
+	if (!st)
+		return -EINVAL;
+	/* Every field but size and flags is an output: all read 0 if rejected. */
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
+	ret = uffdx_ioctl(dev, UFFDX_IOC_DEV_STATS, st);
+	return ret < 0 ? ret : 0;
+}
+
+UFFDX_EXPORT ssize_t uffdx_dev_read_events(int dev, struct uffdx_dev_event *ev,
+					   size_t n)
+{
+	ssize_t ret;
+
+	if (!ev || !n)
+		return -EINVAL;
+	if (n > SSIZE_MAX / sizeof(*ev))
+		n = SSIZE_MAX / sizeof(*ev);
+	ret = read(dev, ev, n * sizeof(*ev));
+	if (ret < 0)
+		return -errno;
+	if ((size_t)ret % sizeof(*ev))	/* the ABI promises whole messages */
+		return -EIO;
+	return (ssize_t)((size_t)ret / sizeof(*ev));
+}
+
 /* ---- diagnostics --------------------------------------------------------- */
 
 UFFDX_EXPORT const char *uffdx_strerror(int err)
@@ -485,7 +609,10 @@ UFFDX_EXPORT const char *uffdx_strerror(int err)
 		       "cgroup limit reached (ENOMEM)";
 	case EPERM:
 		return "operation not permitted: the kernel-faults feature "
-		       "needs CAP_SYS_PTRACE (EPERM)";
+		       "needs CAP_SYS_PTRACE, a device serves only the process "
+		       "it mirrors, or a read-only mapping (EPERM)";
+	case ESRCH:
+		return "the process a device mirrors has exited (ESRCH)";
 	case EACCES:
 		return "permission denied opening the uffdx device (EACCES)";
 	case EBADF:

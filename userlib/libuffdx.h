@@ -13,7 +13,9 @@
 #ifndef LIBUFFDX_H
 #define LIBUFFDX_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <linux/uffdx.h>
 
 #ifdef __cplusplus
@@ -128,11 +130,34 @@ int uffdx_read_events(int ctx, struct uffdx_event *ev, unsigned int max);
 int uffdx_serve_copy(int ctx, const struct uffdx_event *ev,
 		     const void *src_page, uint64_t page_size);
 
+/*
+ * The simulated device (UFFDX_FEATURE_DEVICE_EXCLUSIVE, _DEVICE_MIGRATE,
+ * UFFDX_FEATURE_HMM_MIRROR): uffdx_device_create() returns a device fd
+ * that mirrors the caller's address space.  Each command takes the
+ * caller's struct uffdx_dev_cmd (addr, ptr, npages in; cpages, faults
+ * out); the library sets its size and clears its outputs, the caller
+ * fills the rest.  uffdx_dev_atomic() and uffdx_dev_stats() likewise.
+ * uffdx_dev_read_events() reads up to n events; returns how many, or
+ * -EAGAIN under O_NONBLOCK.
+ */
+int uffdx_device_create(int ctx, unsigned int flags);
+int uffdx_dev_read(int dev, struct uffdx_dev_cmd *cmd);
+int uffdx_dev_write(int dev, struct uffdx_dev_cmd *cmd);
+int uffdx_dev_migrate_to_dev(int dev, struct uffdx_dev_cmd *cmd);
+int uffdx_dev_migrate_to_sys(int dev, struct uffdx_dev_cmd *cmd);
+int uffdx_dev_snapshot(int dev, struct uffdx_dev_cmd *cmd);
+int uffdx_dev_exclusive(int dev, struct uffdx_dev_cmd *cmd);
+int uffdx_dev_check_exclusive(int dev, struct uffdx_dev_cmd *cmd);
+int uffdx_dev_release(int dev, struct uffdx_dev_cmd *cmd);
+int uffdx_dev_atomic(int dev, struct uffdx_dev_atomic *a);
+int uffdx_dev_stats(int dev, struct uffdx_dev_stats *st);
+ssize_t uffdx_dev_read_events(int dev, struct uffdx_dev_event *ev, size_t n);
+
 /* Diagnostics. */
 const char *uffdx_strerror(int err);
 const char *uffdx_feature_name(uint64_t feature);
 
-/* Library version, e.g. "0.3.0", and a check like io_uring_check_version(). */
+/* Library version, e.g. "0.4.0", and a check like io_uring_check_version(). */
 const char *uffdx_version(void);
 int uffdx_check_version(int major, int minor);
 

@@ -68,6 +68,8 @@ static void test_strerror(void)
 	CHECK(strstr(uffdx_strerror(-ENOMEM), "max_pages_per_context") != NULL);
 	CHECK(strstr(uffdx_strerror(-ENODEV), "not loaded") != NULL);
 	CHECK(strstr(uffdx_strerror(-EPERM), "CAP_SYS_PTRACE") != NULL);
+	CHECK(strstr(uffdx_strerror(-EPERM), "mirrors") != NULL);
+	CHECK(strstr(uffdx_strerror(-ESRCH), "exited") != NULL);
 	CHECK(!strcmp(uffdx_strerror(-ENOSPC), strerror(ENOSPC)));
 	CHECK(uffdx_strerror(0) != NULL);
 	CHECK(uffdx_strerror(-100000) != NULL);
@@ -127,6 +129,56 @@ static void test_open(void)
 	unsetenv("UFFDX_DEVICE");
 }
 
+/* The device calls: -EBADF from the kernel, after the library filled in. */
+static void test_device_bad_fds(void)
+{
+	static int (*const cmds[])(int, struct uffdx_dev_cmd *) = {
+		uffdx_dev_read, uffdx_dev_write, uffdx_dev_migrate_to_dev,
+		uffdx_dev_migrate_to_sys, uffdx_dev_snapshot,
+		uffdx_dev_exclusive, uffdx_dev_check_exclusive,
+		uffdx_dev_release,
+	};
+	struct uffdx_dev_event dev_ev[2];
+	struct uffdx_dev_stats st;
+	struct uffdx_dev_atomic a;
+	struct uffdx_dev_cmd cmd;
+	unsigned int i;
+
+	CHECK(uffdx_device_create(-1, 0) == -EBADF);
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		CHECK(cmds[i](-1, NULL) == -EINVAL);
+		memset(&cmd, 0xcc, sizeof(cmd));
+		CHECK(cmds[i](-1, &cmd) == -EBADF);
+		/* size and reserved set, outputs cleared, inputs kept */
+		CHECK(cmd.size == sizeof(cmd) && cmd.reserved[0] == 0 &&
+		      cmd.reserved[1] == 0);
+		CHECK(cmd.cpages == 0 && cmd.faults == 0);
+		CHECK(cmd.flags == 0xccccccccU &&
+		      cmd.addr == 0xccccccccccccccccULL &&
+		      cmd.npages == 0xccccccccccccccccULL);
+	}
+
+	CHECK(uffdx_dev_atomic(-1, NULL) == -EINVAL);
+	memset(&a, 0xcc, sizeof(a));
+	CHECK(uffdx_dev_atomic(-1, &a) == -EBADF);
+	CHECK(a.size == sizeof(a) && a.reserved[0] == 0 && a.reserved[1] == 0);
+	CHECK(a.old == 0 && a.faults == 0);
+	CHECK(a.op == 0xccccccccU && a.value == 0xccccccccccccccccULL &&
+	      a.expected == 0xccccccccccccccccULL);
+
+	CHECK(uffdx_dev_stats(-1, NULL) == -EINVAL);
+	memset(&st, 0xcc, sizeof(st));
+	CHECK(uffdx_dev_stats(-1, &st) == -EBADF);
+	CHECK(st.size == sizeof(st) && st.flags == 0 && st.faults == 0 &&
+	      st.invalidations[UFFDX_DEV_INVAL_NR - 1] == 0 &&
+	      st.events_lost == 0 && st.reserved[3] == 0);
+
+	CHECK(uffdx_dev_read_events(-1, dev_ev, 2) == -EBADF);
+	CHECK(uffdx_dev_read_events(0, dev_ev, 0) == -EINVAL);
+	CHECK(uffdx_dev_read_events(0, NULL, 1) == -EINVAL);
+	CHECK(sizeof(struct uffdx_dev_event) == 64);
+}
+
 static void test_bad_fds(void)
 {
 	struct uffdx_region_map map;
@@ -182,6 +234,7 @@ int main(void)
 	test_version();
 	test_open();
 	test_bad_fds();
+	test_device_bad_fds();
 	printf("1..%d\n", n);
 	printf("# %d passed, %d failed\n", n - failed, failed);
 	return failed ? 1 : 0;

@@ -34,6 +34,7 @@ static const char *const ioctl_names[] = {
 	[_UFFDX_WRITEPROTECT]	= "writeprotect",
 	[_UFFDX_WRITEPROTECT_ADDR] = "writeprotect-addr",
 	[_UFFDX_SCAN]		= "scan",
+	[_UFFDX_DEVICE_CREATE]	= "device-create",
 };
 
 static void usage(FILE *f)
