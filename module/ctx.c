@@ -199,7 +199,9 @@ static const struct uffdx_ioctl_desc uffdx_ctx_ioctls[] = {
 	UFFDX_IOCTL_DESC(_UFFDX_DEVICE_CREATE, struct uffdx_device_create,
 			 UFFDX_FEATURE_DEVICE_EXCLUSIVE |
 			 UFFDX_FEATURE_DEVICE_MIGRATE |
-			 UFFDX_FEATURE_HMM_MIRROR),
+			 UFFDX_FEATURE_HMM_MIRROR |
+			 UFFDX_FEATURE_HMM_EXCLUSIVE |
+			 UFFDX_FEATURE_HMM_MIGRATE),
 };
 
 /* The ioctls a context that negotiated @features may use. */

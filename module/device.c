@@ -607,37 +607,50 @@ static int uffdx_dev_process_in(struct mm_struct *mm, unsigned long start,
 	return 0;
 }
 
-/* The snapshot byte of one page, from its hmm pfn and any hold. */
+/*
+ * The snapshot byte of one page, from its hmm pfn and any hold: a state
+ * (test_hmm's values, and EXCLUSIVE) with READ or WRITE, as test_hmm's
+ * dmirror_mkentry() reports them.
+ */
 static u8 uffdx_dev_prot(struct uffdx_device *dev, struct mm_struct *mm,
 			 unsigned long addr, unsigned long hpfn)
 {
 	struct uffdx_region *region;
 	struct uffdx_hold *hold;
 	struct page *page;
+	bool writable;
 	pgoff_t index;
 	u8 prot;
 
-	region = uffdx_dev_region_at(mm, addr, &index, NULL);
+	region = uffdx_dev_region_at(mm, addr, &index, &writable);
 	hold = region ? uffdx_slot_hold(region, index) : NULL;
-	if (hold && hold->kind == UFFDX_HOLD_RESIDENT)
-		return hold->dev == dev ? UFFDX_DEV_PROT_DEV_LOCAL :
-		       UFFDX_DEV_PROT_DEV_REMOTE;
-	if (hold && hold->dev == dev)
-		return UFFDX_DEV_PROT_EXCLUSIVE;
+	if (hold) {
+		if (hold->kind == UFFDX_HOLD_RESIDENT)
+			prot = hold->dev == dev ? UFFDX_DEV_PROT_DEV_LOCAL :
+			       UFFDX_DEV_PROT_DEV_REMOTE;
+		else if (hold->dev == dev)
+			prot = UFFDX_DEV_PROT_EXCLUSIVE;
+		else
+			return UFFDX_DEV_PROT_NONE;	/* no CPU mapping */
+		return prot | (writable ? UFFDX_DEV_PROT_WRITE :
+			       UFFDX_DEV_PROT_READ);
+	}
 	if (!region && uffdx_dev_pt_atomic(dev, addr, false))
-		return UFFDX_DEV_PROT_EXCLUSIVE;
+		return UFFDX_DEV_PROT_EXCLUSIVE | UFFDX_DEV_PROT_WRITE;
 	if (hpfn & HMM_PFN_ERROR)
 		return UFFDX_DEV_PROT_ERROR;
 	if (!(hpfn & HMM_PFN_VALID))
 		return UFFDX_DEV_PROT_NONE;
 	page = hmm_pfn_to_page(hpfn);
 	if (is_device_private_page(page))
-		return uffdx_hmm_is_ours(dev, page) ? UFFDX_DEV_PROT_DEV_LOCAL :
+		prot = uffdx_hmm_is_ours(dev, page) ? UFFDX_DEV_PROT_DEV_LOCAL :
 		       UFFDX_DEV_PROT_DEV_REMOTE;
-	if (is_zero_pfn(page_to_pfn(page)))
-		return UFFDX_DEV_PROT_ZERO;
-	prot = hpfn & HMM_PFN_WRITE ? UFFDX_DEV_PROT_WRITE :
-	       UFFDX_DEV_PROT_READ;
+	else if (is_zero_pfn(page_to_pfn(page)))
+		prot = UFFDX_DEV_PROT_ZERO;
+	else
+		prot = UFFDX_DEV_PROT_NONE;
+	prot |= hpfn & HMM_PFN_WRITE ? UFFDX_DEV_PROT_WRITE :
+		UFFDX_DEV_PROT_READ;
 	if (hmm_pfn_to_map_order(hpfn) == PMD_SHIFT - PAGE_SHIFT)
 		prot |= UFFDX_DEV_PROT_PMD;
 	else if (hmm_pfn_to_map_order(hpfn) == PUD_SHIFT - PAGE_SHIFT)
@@ -798,8 +811,12 @@ static int uffdx_dev_exclusive_page(struct uffdx_dev_op *op,
 				      UFFDX_HOLD_EXCLUSIVE, &hold);
 	else
 		ret = cur->dev == op->dev ? 0 : -EBUSY;
-	if (!ret && fn)
+	if (!ret && fn) {
 		ret = fn(op, region, index, page, arg);
+		/* A refused atomic leaves the page as it found it. */
+		if (ret && !cur)
+			uffdx_hold_end(uffdx_slot_hold(region, index), 0, 0);
+	}
 	unlock_page(page);
 	put_page(page);
 out:
@@ -1141,6 +1158,26 @@ static int uffdx_dev_status(struct uffdx_dev_op *op, u8 __user **status,
 	return 0;
 }
 
+/*
+ * Region memory takes exclusive access with DEVICE_EXCLUSIVE and migrates
+ * with DEVICE_MIGRATE (process memory: HMM_*, uffdx_dev_process_pages()).
+ */
+static int uffdx_dev_region_feature(struct uffdx_dev_op *op)
+{
+	u64 features = op->dev->ctx->features;
+
+	switch (op->nr) {
+	case _UFFDX_DEV_MIGRATE_TO_DEV:
+	case _UFFDX_DEV_MIGRATE_TO_SYS:
+		return features & UFFDX_FEATURE_DEVICE_MIGRATE ? 0 : -EINVAL;
+	case _UFFDX_DEV_ATOMIC:
+	case _UFFDX_DEV_EXCLUSIVE:
+		return features & UFFDX_FEATURE_DEVICE_EXCLUSIVE ? 0 : -EINVAL;
+	default:
+		return 0;
+	}
+}
+
 /* The per-page commands: EXCLUSIVE, CHECK, RELEASE, MIGRATE_*. */
 static int uffdx_dev_pages(struct uffdx_dev_op *op, struct uffdx_dev_cmd *cmd)
 {
@@ -1150,7 +1187,7 @@ static int uffdx_dev_pages(struct uffdx_dev_op *op, struct uffdx_dev_cmd *cmd)
 		       op->nr == _UFFDX_DEV_MIGRATE_TO_SYS;
 	u8 st[UFFDX_DEV_FAULT_PAGES];
 	unsigned long n;
-	int ret = 0, err;
+	int ret = 0, err, nomem = 0;
 
 	op->addr = cmd->addr;
 	while (op->addr < end) {
@@ -1159,14 +1196,24 @@ static int uffdx_dev_pages(struct uffdx_dev_op *op, struct uffdx_dev_cmd *cmd)
 			break;
 		}
 		if (uffdx_dev_is_process(op)) {
-			ret = uffdx_dev_process_pages(op, end, st, &n);
-			err = migrate ? uffdx_dev_status(op, &status, st, n) : 0;
-			ret = ret ?: err;
-			if (ret)
+			err = uffdx_dev_process_pages(op, end, st, &n);
+			if (migrate && uffdx_dev_status(op, &status, st, n))
+				err = -EFAULT;
+			/* Out of device memory: the rest is examined, not moved. */
+			if (err == -ENOMEM && migrate && n) {
+				nomem = err;
+				err = 0;
+			}
+			if (err) {
+				ret = err;
 				break;
+			}
 			cond_resched();
 			continue;
 		}
+		ret = uffdx_dev_region_feature(op);
+		if (ret)
+			break;
 		switch (op->nr) {
 		case _UFFDX_DEV_EXCLUSIVE:
 			ret = uffdx_dev_retry(op, uffdx_dev_exclusive_step,
@@ -1186,6 +1233,11 @@ static int uffdx_dev_pages(struct uffdx_dev_op *op, struct uffdx_dev_cmd *cmd)
 			ret = uffdx_dev_unmigrate_page(op);
 			break;
 		}
+		if (ret == -ENOMEM && migrate) {
+			nomem = ret;
+			op->status = 0;
+			ret = 0;
+		}
 		if (ret)
 			break;
 		if (migrate) {
@@ -1198,7 +1250,7 @@ static int uffdx_dev_pages(struct uffdx_dev_op *op, struct uffdx_dev_cmd *cmd)
 		op->addr += PAGE_SIZE;
 		cond_resched();
 	}
-	return ret;
+	return ret ?: nomem;
 }
 
 /* DEV_ATOMIC on process memory: exclusive (hmm.c), then the update. */
@@ -1256,6 +1308,8 @@ static int uffdx_dev_atomic(struct uffdx_dev_op *op, struct uffdx_dev_atomic *a)
 	op->addr = a->addr & PAGE_MASK;
 	if (uffdx_dev_is_process(op))
 		return uffdx_dev_atomic_process(op, a);
+	if (uffdx_dev_region_feature(op))
+		return -EINVAL;
 	return uffdx_dev_retry(op, uffdx_dev_atomic_step, a);
 }
 
@@ -1275,23 +1329,27 @@ static const struct {
 #define UFFDX_DEV_IOCTL(nr, type, feat) \
 	[(nr) - _UFFDX_DEV_READ] = { sizeof(type), (feat) }
 #define UFFDX_DEV_ANY	(UFFDX_FEATURE_DEVICE_EXCLUSIVE | \
-			 UFFDX_FEATURE_DEVICE_MIGRATE | UFFDX_FEATURE_HMM_MIRROR)
+			 UFFDX_FEATURE_DEVICE_MIGRATE | UFFDX_FEATURE_HMM_MIRROR | \
+			 UFFDX_FEATURE_HMM_EXCLUSIVE | UFFDX_FEATURE_HMM_MIGRATE)
+#define UFFDX_DEV_EXCL	(UFFDX_FEATURE_DEVICE_EXCLUSIVE | \
+			 UFFDX_FEATURE_HMM_EXCLUSIVE)
+#define UFFDX_DEV_MIGR	(UFFDX_FEATURE_DEVICE_MIGRATE | UFFDX_FEATURE_HMM_MIGRATE)
 	UFFDX_DEV_IOCTL(_UFFDX_DEV_READ, struct uffdx_dev_cmd, UFFDX_DEV_ANY),
 	UFFDX_DEV_IOCTL(_UFFDX_DEV_WRITE, struct uffdx_dev_cmd, UFFDX_DEV_ANY),
 	UFFDX_DEV_IOCTL(_UFFDX_DEV_MIGRATE_TO_DEV, struct uffdx_dev_cmd,
-			UFFDX_FEATURE_DEVICE_MIGRATE),
+			UFFDX_DEV_MIGR),
 	UFFDX_DEV_IOCTL(_UFFDX_DEV_MIGRATE_TO_SYS, struct uffdx_dev_cmd,
-			UFFDX_FEATURE_DEVICE_MIGRATE),
+			UFFDX_DEV_MIGR),
 	UFFDX_DEV_IOCTL(_UFFDX_DEV_SNAPSHOT, struct uffdx_dev_cmd,
 			UFFDX_DEV_ANY),
 	UFFDX_DEV_IOCTL(_UFFDX_DEV_EXCLUSIVE, struct uffdx_dev_cmd,
-			UFFDX_FEATURE_DEVICE_EXCLUSIVE),
+			UFFDX_DEV_EXCL),
 	UFFDX_DEV_IOCTL(_UFFDX_DEV_CHECK_EXCLUSIVE, struct uffdx_dev_cmd,
-			UFFDX_FEATURE_DEVICE_EXCLUSIVE),
+			UFFDX_DEV_EXCL),
 	UFFDX_DEV_IOCTL(_UFFDX_DEV_RELEASE, struct uffdx_dev_cmd,
-			UFFDX_FEATURE_DEVICE_EXCLUSIVE),
+			UFFDX_DEV_EXCL),
 	UFFDX_DEV_IOCTL(_UFFDX_DEV_ATOMIC, struct uffdx_dev_atomic,
-			UFFDX_FEATURE_DEVICE_EXCLUSIVE),
+			UFFDX_DEV_EXCL),
 	UFFDX_DEV_IOCTL(_UFFDX_DEV_STATS, struct uffdx_dev_stats,
 			UFFDX_DEV_ANY),
 #undef UFFDX_DEV_IOCTL

@@ -217,7 +217,10 @@ static struct page *uffdx_hmm_take_free(struct uffdx_device *dev)
 	return dpage;
 }
 
-/* A free device page with a fresh backing page, or NULL (pool full). */
+/*
+ * A free device page with a fresh backing page, locked (as
+ * zone_device_page_init() leaves it), or NULL (pool full).
+ */
 static struct page *uffdx_hmm_alloc_page(struct uffdx_device *dev)
 {
 	struct page *rpage, *dpage;
@@ -302,11 +305,11 @@ int uffdx_hmm_migrate(struct uffdx_dev_op *op, unsigned long end,
 				full = true;
 				continue;
 			}
+			/* Locked by zone_device_page_init(). */
 			if (spage)
 				copy_highpage(uffdx_hmm_backing(dpage), spage);
 			else
 				clear_highpage(uffdx_hmm_backing(dpage));
-			lock_page(dpage);
 		} else {
 			if (!spage || !uffdx_hmm_is_ours(dev, spage))
 				continue;

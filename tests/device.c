@@ -51,7 +51,11 @@
 #define NPAGES		16	/* the fixture's region and anonymous buffer */
 #define SENTINEL	0x5a5a5a5a5a5a5a5aULL
 #define DEV_ALL		(UFFDX_FEATURE_DEVICE_EXCLUSIVE | UFFDX_FEATURE_DEVICE_MIGRATE | \
-			 UFFDX_FEATURE_HMM_MIRROR)
+			 UFFDX_FEATURE_HMM_MIRROR | UFFDX_FEATURE_HMM_EXCLUSIVE | \
+			 UFFDX_FEATURE_HMM_MIGRATE)
+/* Process memory (hmm.c): only on kernels with CONFIG_DEVICE_PRIVATE. */
+#define F_HMM_EXCL	UFFDX_FEATURE_HMM_EXCLUSIVE
+#define F_HMM_MIGR	UFFDX_FEATURE_HMM_MIGRATE
 #define F_MIRROR	UFFDX_FEATURE_HMM_MIRROR
 #define F_EXCL		UFFDX_FEATURE_DEVICE_EXCLUSIVE
 #define F_MIGR		UFFDX_FEATURE_DEVICE_MIGRATE
@@ -635,11 +639,20 @@ TEST_F(dev, atomic_argument_checks)
 	a.reserved[1] = 1;
 	EXPECT_EQ(-1, ioctl(self->dev, UFFDX_IOC_DEV_ATOMIC, &a));
 	EXPECT_EQ(EINVAL, errno);
-	/* process memory: exclusive access is not implemented there */
+	/* process memory: through make_device_exclusive*() where the kernel has it */
 	*(uint64_t *)self->anon = 5;
-	EXPECT_EQ(-EINVAL, dev_atomic(self->dev, UFFDX_DEV_ATOMIC_FETCH_ADD, self->anon, 1, 0,
-				      NULL));
-	EXPECT_EQ(5, *(uint64_t *)self->anon);
+	if (self->feat & F_HMM_EXCL) {
+		uint64_t old = 0;
+
+		EXPECT_EQ(0, dev_atomic(self->dev, UFFDX_DEV_ATOMIC_FETCH_ADD, self->anon, 1, 0,
+					&old));
+		EXPECT_EQ(5, old);
+		EXPECT_EQ(6, *(uint64_t *)self->anon);
+	} else {
+		EXPECT_EQ(-EINVAL, dev_atomic(self->dev, UFFDX_DEV_ATOMIC_FETCH_ADD, self->anon,
+					      1, 0, NULL));
+		EXPECT_EQ(5, *(uint64_t *)self->anon);
+	}
 	/* unmapped */
 	EXPECT_EQ(-EFAULT, dev_atomic(self->dev, UFFDX_DEV_ATOMIC_FETCH_ADD,
 				      (uint8_t *)R + NPAGES * ps + 4096 * ps, 1, 0, NULL));
@@ -1281,8 +1294,9 @@ TEST_F(dev, exclusive_revoked_by_another_process)
 		for (i = 0; i < 2; i++)
 			ASSERT_EQ(1, dev_event(self->dev, &ev[i], WAIT_MS)) TH_LOG("event %d", i);
 		check_dev_event(_metadata, &ev[0], UFFDX_DEV_EVENT_REVOKED, PG(R, 1), RID, ps,
-				UFFDX_PF_WRITE, pid, pid);
-		check_dev_event(_metadata, &ev[1], UFFDX_DEV_EVENT_REVOKED, R, RID, 0, 0,
+				UFFDX_PF_WRITE | UFFDX_PF_REMOTE, pid, pid);
+		check_dev_event(_metadata, &ev[1], UFFDX_DEV_EVENT_REVOKED, R, RID, 0,
+				UFFDX_PF_REMOTE,
 				pid, pid);
 	}
 	EXPECT_NO_DEV_EVENT(self->dev);
@@ -1357,25 +1371,38 @@ TEST_F(dev, exclusive_two_devices_and_process_memory)
 	dev2 = dev_create(self->ctx);
 	ASSERT_LE(0, dev2);
 	ASSERT_EQ(0, dev_cmd(dev2, UFFDX_IOC_DEV_EXCLUSIVE, R, NULL, 1));
-	EXPECT_EQ(-EBUSY, DEV(EXCLUSIVE, R, NULL, 1));
-	EXPECT_EQ(-EBUSY, dev_atomic(self->dev, UFFDX_DEV_ATOMIC_FETCH_ADD, R, 1, 0, NULL));
-	EXPECT_EQ(-EPERM, DEV(CHECK_EXCLUSIVE, R, NULL, 1));
-	EXPECT_EQ(0, dev_cmd(dev2, UFFDX_IOC_DEV_CHECK_EXCLUSIVE, R, NULL, 1));
-	/* a range that includes it: EBUSY, and the holder keeps it */
-	EXPECT_EQ(-EBUSY, DEV(EXCLUSIVE, R, NULL, 2));
-	EXPECT_EQ(0, dev_cmd(dev2, UFFDX_IOC_DEV_CHECK_EXCLUSIVE, R, NULL, 1));
-	/* the other device lets go: now it is ours to take */
-	ASSERT_EQ(0, dev_cmd(dev2, UFFDX_IOC_DEV_RELEASE, R, NULL, 1));
+	/*
+	 * Another device takes it over through the CPU's fault path, as
+	 * make_device_exclusive() does: the first holder loses it, and is
+	 * told (a kernel-mode access, by this process).
+	 */
 	EXPECT_EQ(0, DEV(EXCLUSIVE, R, NULL, 2));
 	EXPECT_EQ(0, DEV(CHECK_EXCLUSIVE, R, NULL, 2));
 	EXPECT_EQ(-EPERM, dev_cmd(dev2, UFFDX_IOC_DEV_CHECK_EXCLUSIVE, R, NULL, 1));
-	EXPECT_EQ(0, wait_fd(dev2, POLLIN, 0));
+	expect_dev_event(_metadata, dev2, UFFDX_DEV_EVENT_REVOKED, R, RID, 0, UFFDX_PF_KERNEL,
+			 getpid(), sys_gettid());
+	/* and back, with an atomic */
+	EXPECT_EQ(0, dev_atomic(dev2, UFFDX_DEV_ATOMIC_FETCH_ADD, R, 0, 0, NULL));
+	EXPECT_EQ(0, dev_cmd(dev2, UFFDX_IOC_DEV_CHECK_EXCLUSIVE, R, NULL, 1));
+	EXPECT_EQ(-EPERM, DEV(CHECK_EXCLUSIVE, R, NULL, 1));
+	EXPECT_EQ(0, DEV(CHECK_EXCLUSIVE, PG(R, 1), NULL, 1));
+	expect_dev_event(_metadata, self->dev, UFFDX_DEV_EVENT_REVOKED, R, RID, 0,
+			 UFFDX_PF_KERNEL, getpid(), sys_gettid());
 	close(dev2);
-	/* process memory */
+	/* process memory: through make_device_exclusive*() where the kernel has it */
 	memset(self->anon, 1, ps);
-	EXPECT_EQ(-EINVAL, DEV(EXCLUSIVE, self->anon, NULL, 1));
-	EXPECT_EQ(-EPERM, DEV(CHECK_EXCLUSIVE, self->anon, NULL, 1));
-	EXPECT_EQ(-EINVAL, DEV(EXCLUSIVE, self->buf, NULL, 1));
+	if (self->feat & F_HMM_EXCL) {
+		EXPECT_EQ(0, DEV(EXCLUSIVE, self->anon, NULL, 1));
+		EXPECT_EQ(0, DEV(CHECK_EXCLUSIVE, self->anon, NULL, 1));
+		/* a CPU read revokes it: the counter and an event say so */
+		EXPECT_EQ(1, self->anon[7]);
+		EXPECT_EQ(-EPERM, DEV(CHECK_EXCLUSIVE, self->anon, NULL, 1));
+		ASSERT_EQ(0, DEV(RELEASE, R, NULL, 2));
+	} else {
+		EXPECT_EQ(-EINVAL, DEV(EXCLUSIVE, self->anon, NULL, 1));
+		EXPECT_EQ(-EPERM, DEV(CHECK_EXCLUSIVE, self->anon, NULL, 1));
+		EXPECT_EQ(-EINVAL, DEV(EXCLUSIVE, self->buf, NULL, 1));
+	}
 	/* a range of region memory that runs into process memory is not region memory */
 	EXPECT_EQ(-1, check_pattern(R, ps, 630));
 }
@@ -1588,10 +1615,10 @@ TEST_F(dev, migrate_data_snapshot_and_cpu_faults_back)
 	EXPECT_EQ(s0.pool_used + 5, s1.pool_used);
 	EXPECT_EQ(s0.allocated, s1.allocated);
 	EXPECT_EQ(res0, resident_pages(self->r.fd)) TH_LOG("a resident page is the slot's page");
-	/* again: already there */
+	/* again: already there, so not moved by this command */
 	memset(st, 0xee, sizeof(st));
 	ASSERT_EQ(0, DEV(MIGRATE_TO_DEV, R, st, 2));
-	EXPECT_EQ(0, memcmp(st, "\1\1", 2));
+	EXPECT_EQ(0, memcmp(st, "\0\0", 2));
 	STATS(s1);
 	EXPECT_EQ(s0.pool_used + 5, s1.pool_used);
 	if (self->feat & F_MIRROR) {
@@ -1647,7 +1674,7 @@ TEST_F(dev, migrate_data_snapshot_and_cpu_faults_back)
 	/* MIGRATE_TO_SYS copies back, without an event */
 	memset(st, 0xee, sizeof(st));
 	ASSERT_EQ(0, dev_cmd2(self->dev, UFFDX_IOC_DEV_MIGRATE_TO_SYS, PG(R, 2), st, 3, &cp, NULL));
-	EXPECT_EQ(0, memcmp(st, "\1\1\1", 3)) TH_LOG("already back counts as migrated");
+	EXPECT_EQ(0, memcmp(st, "\0\1\1", 3)) TH_LOG("1 only for the pages it moved");
 	STATS(s1);
 	EXPECT_EQ(s0.migrated_to_sys + 5, s1.migrated_to_sys);
 	EXPECT_EQ(s0.pool_used, s1.pool_used);
@@ -1655,10 +1682,26 @@ TEST_F(dev, migrate_data_snapshot_and_cpu_faults_back)
 	EXPECT_EQ(-1, bad_page(PG(R, 3), 3, 2, 900));
 	EXPECT_NO_DEV_EVENT(self->dev);
 	EXPECT_EQ(res0, resident_pages(self->r.fd));
-	/* process memory is not migrated */
+	/* process memory: into device-private memory where the kernel has it */
 	memset(self->anon, 3, ps);
-	EXPECT_EQ(-EINVAL, DEV(MIGRATE_TO_DEV, self->anon, st, 1));
-	EXPECT_EQ(3, self->anon[5]);
+	if (self->feat & F_HMM_MIGR) {
+		memset(st, 0xee, sizeof(st));
+		EXPECT_EQ(0, DEV(MIGRATE_TO_DEV, self->anon, st, 1));
+		EXPECT_EQ(1, st[0]);
+		if (self->feat & F_MIRROR) {
+			uint8_t b;
+
+			ASSERT_EQ(0, DEV(SNAPSHOT, self->anon, &b, 1));
+			EXPECT_EQ(UFFDX_DEV_PROT_DEV_LOCAL, b & 0xf0);
+		}
+		/* a CPU read brings it back, with an event */
+		EXPECT_EQ(3, self->anon[5]);
+		expect_dev_event(_metadata, self->dev, UFFDX_DEV_EVENT_MIGRATED, self->anon, 0, 0,
+				 0, getpid(), sys_gettid());
+	} else {
+		EXPECT_EQ(-EINVAL, DEV(MIGRATE_TO_DEV, self->anon, st, 1));
+		EXPECT_EQ(3, self->anon[5]);
+	}
 }
 
 TEST_F(dev, migrate_holes_armed_holes_and_poison)
