@@ -45,6 +45,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/userfaultfd.h>
 
 #include "kselftest_harness.h"
 
@@ -2169,6 +2170,115 @@ TEST(mirrored_mm_gone_after_exec)
 	EXPECT_TRUE(WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 1) TH_LOG("check %d", WEXITSTATUS(st));
 	if (WEXITSTATUS(st) == 1)
 		TH_LOG("after exec: EPERM (another mm) rather than ESRCH");
+}
+
+/* ---- 10. process memory through the kernel's HMM helpers (hmm.c) ------------------ */
+
+/*
+ * Allocate on empty, process memory: untouched and zero-page entries of
+ * anonymous memory get device pages; a range registered with the kernel's
+ * own userfaultfd for missing faults is not populated
+ * (migrate_vma_insert_page() backs off), so the fault reaches its handler.
+ */
+TEST_F(dev, hmm_migrate_allocates_on_empty_but_not_under_userfaultfd)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg;
+	struct uffdx_dev_stats s0, s1;
+	uint8_t st[4], b[4];
+	uint8_t *u;
+	int uffd;
+
+	REQUIRE(F_HMM_MIGR);
+	STATS(s0);
+	/* page 0 untouched, page 1 the zero page (read), page 2 written */
+	EXPECT_EQ(0, self->anon[ps]);
+	self->anon[2 * ps] = 9;
+	memset(st, 0xee, sizeof(st));
+	ASSERT_EQ(0, DEV(MIGRATE_TO_DEV, self->anon, st, 3));
+	EXPECT_EQ(0, memcmp(st, "\1\1\1", 3)) TH_LOG("status %u %u %u", st[0], st[1], st[2]);
+	STATS(s1);
+	EXPECT_EQ(s0.migrated_to_dev + 3, s1.migrated_to_dev);
+	EXPECT_LE(s0.allocated + 1, s1.allocated) TH_LOG("the empty entry got a device page");
+	if (self->feat & F_MIRROR) {
+		ASSERT_EQ(0, DEV(SNAPSHOT, self->anon, b, 3));
+		EXPECT_EQ(UFFDX_DEV_PROT_DEV_LOCAL, b[0] & 0xf0);
+		EXPECT_EQ(UFFDX_DEV_PROT_DEV_LOCAL, b[2] & 0xf0);
+	}
+	EXPECT_TRUE(is_zero(self->anon, 2 * ps));
+	EXPECT_EQ(9, self->anon[2 * ps]);
+
+	/* under the kernel's userfaultfd (missing): not populated */
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0)
+		SKIP(return, "userfaultfd: %s", strerror(errno));
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
+	u = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, u);
+	reg.range.start = (uintptr_t)u;
+	reg.range.len = 4 * ps;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+	memset(st, 0xee, sizeof(st));
+	ASSERT_EQ(0, DEV(MIGRATE_TO_DEV, u, st, 4));
+	EXPECT_EQ(0, memcmp(st, "\0\0\0\0", 4)) TH_LOG("status %u %u", st[0], st[1]);
+	if (self->feat & F_MIRROR) {
+		ASSERT_EQ(0, DEV(SNAPSHOT, u, b, 4));
+		EXPECT_EQ(UFFDX_DEV_PROT_NONE, b[0]);
+	}
+	/* nothing was queued on the userfaultfd, and nothing populated */
+	{
+		struct uffd_msg msg;
+
+		EXPECT_EQ(-1, read(uffd, &msg, sizeof(msg)));
+		EXPECT_EQ(EAGAIN, errno);
+	}
+	munmap(u, 4 * ps);
+	close(uffd);
+}
+
+/*
+ * fork() of a process whose page the device holds exclusive: the parent's
+ * entry is restored (the device loses it, counted and told), and both
+ * processes keep their data through the COW that follows.
+ */
+TEST_F(dev, hmm_exclusive_fork_cow)
+{
+	struct uffdx_dev_stats s0, s1;
+	struct uffdx_dev_event ev;
+	uint64_t old = 0;
+	int status;
+	pid_t pid;
+
+	REQUIRE(F_HMM_EXCL);
+	memset(self->anon, 0x41, ps);
+	ASSERT_EQ(0, DEV(EXCLUSIVE, self->anon, NULL, 1));
+	ASSERT_EQ(0, DEV(CHECK_EXCLUSIVE, self->anon, NULL, 1));
+	STATS(s0);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		int ok = self->anon[0] == 0x41 && self->anon[ps - 1] == 0x41;
+
+		memset(self->anon, 0x42, ps);
+		_exit(ok && self->anon[7] == 0x42 ? 0 : 1);
+	}
+	ASSERT_EQ(0, wait_child(pid, &status, WAIT_MS));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) TH_LOG("child saw wrong data");
+	/* the parent's data is its own */
+	EXPECT_EQ(0x41, self->anon[0]);
+	EXPECT_EQ(0x41, self->anon[ps - 1]);
+	EXPECT_EQ(-EPERM, DEV(CHECK_EXCLUSIVE, self->anon, NULL, 1));
+	STATS(s1);
+	EXPECT_EQ(s0.revocations + 1, s1.revocations);
+	ASSERT_EQ(1, dev_event(self->dev, &ev, WAIT_MS));
+	EXPECT_EQ(UFFDX_DEV_EVENT_REVOKED, ev.type);
+	EXPECT_EQ((uintptr_t)self->anon, ev.address);
+	EXPECT_EQ(0, ev.region_id);
+	/* and it can be taken again: an atomic on the parent's page */
+	EXPECT_EQ(0, dev_atomic(self->dev, UFFDX_DEV_ATOMIC_FETCH_ADD, self->anon, 1, 0, &old));
+	EXPECT_EQ(0x4141414141414141ULL, old);
+	EXPECT_EQ(0x42, self->anon[0]);
 }
 
 /* ---- 10. stress-lite: device and CPU atomics on the same words ---------------------------- */

@@ -2681,12 +2681,23 @@ static uint64_t dev_feature_of(int ioc)
 	switch (ioc) {
 	case I_DEV_EXCLUSIVE: case I_DEV_CHECK_EXCLUSIVE: case I_DEV_RELEASE:
 	case I_DEV_ATOMIC:
-		return UFFDX_FEATURE_DEVICE_EXCLUSIVE;
+		return UFFDX_FEATURE_DEVICE_EXCLUSIVE | UFFDX_FEATURE_HMM_EXCLUSIVE;
 	case I_DEV_MIGRATE_TO_DEV: case I_DEV_MIGRATE_TO_SYS:
-		return UFFDX_FEATURE_DEVICE_MIGRATE;
+		return UFFDX_FEATURE_DEVICE_MIGRATE | UFFDX_FEATURE_HMM_MIGRATE;
 	default:
 		return 0;
 	}
+}
+
+/* Of dev_feature_of()'s pair, the one for region memory, or process memory. */
+static uint64_t dev_feature_for(int ioc, bool region)
+{
+	uint64_t f = dev_feature_of(ioc);
+
+	return f & (region ? (UFFDX_FEATURE_DEVICE_EXCLUSIVE |
+			      UFFDX_FEATURE_DEVICE_MIGRATE) :
+			     (UFFDX_FEATURE_HMM_EXCLUSIVE |
+			      UFFDX_FEATURE_HMM_MIGRATE));
 }
 
 static bool in_buf(uint64_t p, uint64_t e, const void *buf, uint64_t len)
@@ -2794,8 +2805,15 @@ static void model_dev_cmd(struct call *c)
 	}
 
 	pages = dev_pages(a, n, &m);
-	if (pages == DR_REGION)
+	if (pages == DR_REGION) {
+		/* region memory takes the DEVICE_* feature of the pair */
+		uint64_t f = dev_feature_for(c->ioc, true);
+
+		if (f && c->ioc != I_DEV_CHECK_EXCLUSIVE &&
+		    c->ioc != I_DEV_RELEASE && !(c->dev_features & f))
+			cert(c, EINVAL, "region memory, no DEVICE_* feature");
 		return;
+	}
 	/* some page is (or may be) not region memory, or not mapped */
 	maybe(c, EFAULT);
 	switch (c->ioc) {
@@ -2803,17 +2821,21 @@ static void model_dev_cmd(struct call *c)
 		if (mirror)
 			break;
 		maybe(c, EINVAL);
-		if (pages == DR_NOTREGION) {
+		/* a snapshot of nothing mapped is ERROR bytes, not a failure */
+		if (pages == DR_NOTREGION && c->ioc != I_DEV_SNAPSHOT) {
 			c->ex.must_fail = true;
 			why(c, "a page is not region memory, no HMM_MIRROR");
 		}
 		break;
 	case I_DEV_EXCLUSIVE: case I_DEV_MIGRATE_TO_DEV:
-	case I_DEV_CHECK_EXCLUSIVE:
+	case I_DEV_MIGRATE_TO_SYS: case I_DEV_CHECK_EXCLUSIVE:
 		maybe(c, EINVAL);
-		if (pages == DR_NOTREGION) {
+		/* process memory: the HMM_* feature of the pair, or refused */
+		if (c->dev_features & dev_feature_for(c->ioc, false))
+			break;
+		if (pages == DR_NOTREGION && c->ioc != I_DEV_MIGRATE_TO_SYS) {
 			c->ex.must_fail = true;
-			why(c, "a page is not region memory");
+			why(c, "a page is not region memory, no HMM_* feature");
 		}
 		break;
 	case I_DEV_RELEASE:
@@ -2838,13 +2860,17 @@ static void model_dev_atomic(struct call *c)
 	if (!es_empty(&c->ex.cert))
 		return;
 	pages = dev_pages(a & ~(PG - 1), 1, &m);
-	if (pages == DR_REGION)
+	if (pages == DR_REGION) {
+		if (!(c->dev_features & UFFDX_FEATURE_DEVICE_EXCLUSIVE))
+			cert(c, EINVAL, "region memory, no DEVICE_EXCLUSIVE");
 		return;
+	}
 	maybe(c, EINVAL);
 	maybe(c, EFAULT);
-	if (pages == DR_NOTREGION) {
+	if (pages == DR_NOTREGION &&
+	    !(c->dev_features & UFFDX_FEATURE_HMM_EXCLUSIVE)) {
 		c->ex.must_fail = true;
-		why(c, "not region memory");
+		why(c, "not region memory, no HMM_EXCLUSIVE");
 	}
 }
 
@@ -4327,7 +4353,8 @@ static void chaos_dev_events(struct rng *r)
 	for (size_t i = 0; i < (size_t)n / sizeof(ev[0]); i++) {
 		if (ev[i].type < UFFDX_DEV_EVENT_REVOKED ||
 		    ev[i].type > UFFDX_DEV_EVENT_DROPPED ||
-		    (ev[i].flags & ~(UFFDX_PF_WRITE | UFFDX_PF_KERNEL)))
+		    (ev[i].flags & ~(UFFDX_PF_WRITE | UFFDX_PF_KERNEL |
+				     UFFDX_PF_REMOTE)))
 			fail_msg("device event: type %u flags %#x\n", ev[i].type,
 				 ev[i].flags);
 	}
