@@ -2508,6 +2508,12 @@ static void model_resolve(struct call *c)
 		c->ex.no_output = true;
 		return;
 	}
+	/*
+	 * A call that may reach the wait gets the timer, whatever the model
+	 * decides below (the batch may end in stale bytes that do anything).
+	 */
+	if (maxev && !nowait && timeout)
+		c->ex.may_block = true;
 	if (nres) {
 		switch (c->subplace) {
 		case P_OK:
@@ -2537,8 +2543,10 @@ static void model_resolve(struct call *c)
 			return;
 		}
 		if (i >= c->nsub) {
-			/* stale bytes of the buffer: anything */
+			/* stale bytes of the buffer: anything, a wait too */
 			es_or(&possible, &iocs[I_RESOLVE].table);
+			if (c->ex.may_block)
+				es_add(&possible, EINTR);
 			c->ex.maybe = possible;
 			return;
 		}
