@@ -185,6 +185,16 @@ int uffdx_charge(struct uffdx_ctx *ctx, unsigned long units)
 	return -ENOMEM;
 }
 
+/*
+ * Charge @units whatever the budget: for a charge that passes from one
+ * page to another (device.c, a slot's page replaced by a copy of it).
+ */
+void uffdx_charge_force(struct uffdx_ctx *ctx, unsigned long units)
+{
+	atomic_long_add(units, &ctx->charged);
+	atomic_long_add(units, &ctx->user->charged);
+}
+
 void uffdx_uncharge(struct uffdx_ctx *ctx, unsigned long units)
 {
 	atomic_long_sub(units, &ctx->charged);

@@ -6,8 +6,11 @@
 #ifndef UFFDX_COMPAT_H
 #define UFFDX_COMPAT_H
 
+#include <linux/highmem.h>
+#include <linux/hmm.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
+#include <linux/mmu_notifier.h>
 #include <linux/sched/mm.h>
 #include "uffdx_conftest.h"
 
@@ -109,17 +112,98 @@ static inline struct mem_cgroup *uffdx_set_active_memcg(struct mem_cgroup *memcg
 #endif
 
 #if IS_ENABLED(CONFIG_DEVICE_PRIVATE) && defined(UFFDX_HAVE_MEMREMAP_PAGES) && \
-	defined(UFFDX_HAVE_MIGRATE_VMA)
+	defined(UFFDX_HAVE_MIGRATE_VMA) && defined(UFFDX_HAVE_DEVICE_PRIVATE_API) && \
+	UFFDX_KERNEL_HMM_MIRROR
 #define UFFDX_KERNEL_DEVICE_PRIVATE	1
 #else
 #define UFFDX_KERNEL_DEVICE_PRIVATE	0
 #endif
 
-#if defined(UFFDX_HAVE_MAKE_DEVICE_EXCLUSIVE) || \
-	defined(UFFDX_HAVE_MAKE_DEVICE_EXCLUSIVE_RANGE)
+/* hmm.c drives the range form (until 6.14); the 6.15 one-page form later. */
+#if defined(UFFDX_HAVE_MAKE_DEVICE_EXCLUSIVE_RANGE) && \
+	defined(UFFDX_HAVE_MMU_NOTIFY_EXCLUSIVE) && UFFDX_KERNEL_HMM_MIRROR
 #define UFFDX_KERNEL_DEVICE_EXCLUSIVE	1
 #else
 #define UFFDX_KERNEL_DEVICE_EXCLUSIVE	0
 #endif
+
+/* vma_lookup() (5.14). */
+static inline struct vm_area_struct *uffdx_vma_lookup(struct mm_struct *mm,
+						      unsigned long addr)
+{
+#ifdef UFFDX_HAVE_VMA_LOOKUP
+	return vma_lookup(mm, addr);
+#else
+	struct vm_area_struct *vma = find_vma(mm, addr);
+
+	return vma && addr >= vma->vm_start ? vma : NULL;
+#endif
+}
+
+/* A page's contents from and to a kernel buffer (memcpy_*_page(), 5.11). */
+static inline void uffdx_memcpy_to_page(struct page *page, const void *buf)
+{
+#ifdef UFFDX_HAVE_MEMCPY_TO_PAGE
+	memcpy_to_page(page, 0, buf, PAGE_SIZE);
+#else
+	/* 5.10: the module is built for 64-bit kernels, without highmem. */
+	memcpy(page_address(page), buf, PAGE_SIZE);
+#endif
+}
+
+static inline void uffdx_memcpy_from_page(void *buf, struct page *page)
+{
+#ifdef UFFDX_HAVE_MEMCPY_TO_PAGE
+	memcpy_from_page(buf, page, 0, PAGE_SIZE);
+#else
+	memcpy(buf, page_address(page), PAGE_SIZE);
+#endif
+}
+
+static inline void *uffdx_kmap(struct page *page)
+{
+#ifdef UFFDX_HAVE_KMAP_LOCAL
+	return kmap_local_page(page);
+#else
+	return page_address(page);	/* 5.10, 64-bit: no highmem */
+#endif
+}
+
+static inline void uffdx_kunmap(void *addr)
+{
+#ifdef UFFDX_HAVE_KMAP_LOCAL
+	kunmap_local(addr);
+#endif
+}
+
+/* Who caused an invalidation (5.9 migrate_pgmap_owner, 5.14 owner). */
+static inline void *uffdx_range_owner(const struct mmu_notifier_range *range)
+{
+#ifdef UFFDX_HAVE_NOTIFIER_RANGE_OWNER
+	return range->owner;
+#elif defined(UFFDX_HAVE_NOTIFIER_RANGE_PGMAP_OWNER)
+	return range->migrate_pgmap_owner;
+#else
+	return NULL;
+#endif
+}
+
+static inline bool uffdx_notify_is_exclusive(enum mmu_notifier_event event)
+{
+#ifdef UFFDX_HAVE_MMU_NOTIFY_EXCLUSIVE
+	return event == MMU_NOTIFY_EXCLUSIVE;
+#else
+	return false;
+#endif
+}
+
+static inline unsigned int uffdx_hmm_pfn_order(unsigned long hpfn)
+{
+#ifdef UFFDX_HAVE_HMM_PFN_TO_MAP_ORDER
+	return hmm_pfn_to_map_order(hpfn);
+#else
+	return 0;
+#endif
+}
 
 #endif /* UFFDX_COMPAT_H */

@@ -102,4 +102,45 @@ probe_export UFFDX_HAVE_MEMREMAP_PAGES memremap_pages
 probe_export UFFDX_HAVE_MAKE_DEVICE_EXCLUSIVE_RANGE make_device_exclusive_range
 probe_export UFFDX_HAVE_MAKE_DEVICE_EXCLUSIVE make_device_exclusive
 
+# 5.14: vma_lookup().
+probe_compile UFFDX_HAVE_VMA_LOOKUP '
+struct vm_area_struct *probe(struct mm_struct *mm) { return vma_lookup(mm, 0); }'
+
+# 5.11: memcpy_to_page() / memcpy_from_page(); kmap_local_page().
+probe_compile UFFDX_HAVE_MEMCPY_TO_PAGE '
+void probe(struct page *p, char *b) { memcpy_to_page(p, 0, b, 1); memcpy_from_page(b, p, 0, 1); }'
+probe_compile UFFDX_HAVE_KMAP_LOCAL '
+void probe(struct page *p) { void *a = kmap_local_page(p); kunmap_local(a); }'
+
+# 5.14: mmu_notifier_range.owner (was migrate_pgmap_owner, 5.9) and
+# MMU_NOTIFY_EXCLUSIVE (make_device_exclusive_range()).
+probe_compile UFFDX_HAVE_NOTIFIER_RANGE_OWNER '
+#include <linux/mmu_notifier.h>
+void *probe(struct mmu_notifier_range *r) { return r->owner; }'
+probe_compile UFFDX_HAVE_NOTIFIER_RANGE_PGMAP_OWNER '
+#include <linux/mmu_notifier.h>
+void *probe(struct mmu_notifier_range *r) { return r->migrate_pgmap_owner; }'
+probe_compile UFFDX_HAVE_MMU_NOTIFY_EXCLUSIVE '
+#include <linux/mmu_notifier.h>
+int probe(void) { return MMU_NOTIFY_EXCLUSIVE; }'
+
+# 5.10: hmm_pfn_to_map_order() (huge mappings in snapshots).
+probe_compile UFFDX_HAVE_HMM_PFN_TO_MAP_ORDER '
+#include <linux/hmm.h>
+unsigned int probe(unsigned long pfn) { return hmm_pfn_to_map_order(pfn); }'
+
+# Device-private memory the way hmm.c drives it (6.1 to 6.14): the
+# faulting page in migrate_vma (6.0), zone_device_page_init(page) (6.1),
+# page->pgmap (until 6.15), migrate_device_range() (6.1).
+if compile UFFDX_HAVE_DEVICE_PRIVATE_API '
+#include <linux/memremap.h>
+#include <linux/migrate.h>
+void probe(struct migrate_vma *m, struct page *p) { m->fault_page = p; zone_device_page_init(p); (void)p->pgmap->owner; }' &&
+	exported zone_device_page_init && exported migrate_device_range &&
+	exported request_free_mem_region; then
+	result UFFDX_HAVE_DEVICE_PRIVATE_API 0
+else
+	result UFFDX_HAVE_DEVICE_PRIVATE_API 1
+fi
+
 echo "#endif"

@@ -29,6 +29,8 @@
 #include "uffdx.h"
 #include "device.h"
 
+#if UFFDX_KERNEL_HMM_MIRROR
+
 static unsigned long uffdx_device_pool_pages = 65536;	/* 256 MiB */
 module_param_named(device_pool_pages, uffdx_device_pool_pages, ulong, 0644);
 MODULE_PARM_DESC(device_pool_pages,
@@ -41,6 +43,7 @@ static void uffdx_device_free(struct kref *kref)
 
 	xa_destroy(&dev->pt);
 	put_pid_ns(dev->pidns);
+	uffdx_unaccount_region(dev->ctx);
 	uffdx_ctx_put(dev->ctx);
 	kfree(dev);
 }
@@ -91,18 +94,25 @@ static bool uffdx_dev_invalidate(struct mmu_interval_notifier *mni,
 
 	/*
 	 * Its own migrations and exclusive grabs of process memory (hmm.c)
-	 * carry the device as owner: it updates its table itself.
+	 * carry the device as owner: it updates its table itself, and they
+	 * count as no invalidation.
 	 */
-	if ((range->event == MMU_NOTIFY_MIGRATE ||
-	     range->event == MMU_NOTIFY_EXCLUSIVE) && range->owner == dev)
-		return true;
-
 	if (mmu_notifier_range_blockable(range))
 		mutex_lock(&dev->lock);
 	else if (!mutex_trylock(&dev->lock))
 		return false;
 
+	/*
+	 * Its own migrations and exclusive grabs still end a fault that is
+	 * reading the page tables meanwhile (the sequence).
+	 */
 	mmu_interval_set_seq(mni, cur_seq);
+	if (uffdx_range_owner(range) == dev &&
+	    (range->event == MMU_NOTIFY_MIGRATE ||
+	     uffdx_notify_is_exclusive(range->event))) {
+		mutex_unlock(&dev->lock);
+		return true;
+	}
 	dev->stats.invalidations[uffdx_dev_inval_reason(range->event)]++;
 	xa_for_each_range(&dev->pt, pfn, entry, range->start >> PAGE_SHIFT,
 			  (range->end - 1) >> PAGE_SHIFT) {
@@ -129,6 +139,18 @@ static bool uffdx_dev_invalidate(struct mmu_interval_notifier *mni,
 static const struct mmu_interval_notifier_ops uffdx_dev_notifier_ops = {
 	.invalidate = uffdx_dev_invalidate,
 };
+
+/* Is one of @pfns a device-private page that is not writable? */
+static bool uffdx_dev_private_ro(const unsigned long *pfns, unsigned long n)
+{
+	unsigned long i;
+
+	for (i = 0; i < n; i++)
+		if (!(pfns[i] & HMM_PFN_WRITE) &&
+		    is_device_private_page(hmm_pfn_to_page(pfns[i])))
+			return true;
+	return false;
+}
 
 /*
  * A device fault: hmm_range_fault() on [@start, @end) of the mirrored mm
@@ -168,6 +190,16 @@ static int uffdx_dev_fault(struct uffdx_device *dev, unsigned long start,
 			continue;
 		if (ret)
 			return ret;
+		/*
+		 * hmm_range_fault() returns the device's own private pages
+		 * as they are, even read-only ones for a write: those come
+		 * back to system memory first (no owner: a CPU fault).
+		 */
+		if (write && range.dev_private_owner &&
+		    uffdx_dev_private_ro(pfns, n)) {
+			range.dev_private_owner = NULL;
+			continue;
+		}
 		mutex_lock(&dev->lock);
 		if (!mmu_interval_read_retry(&dev->notifier,
 					     range.notifier_seq))
@@ -208,7 +240,7 @@ static struct uffdx_region *uffdx_dev_region_at(struct mm_struct *mm,
 	struct vm_area_struct *vma;
 
 	mmap_assert_locked(mm);
-	vma = vma_lookup(mm, addr);
+	vma = uffdx_vma_lookup(mm, addr);
 	if (!vma || !uffdx_is_region_vma(vma))
 		return NULL;
 	*index = linear_page_index(vma, addr);
@@ -217,6 +249,10 @@ static struct uffdx_region *uffdx_dev_region_at(struct mm_struct *mm,
 	return vma->vm_file->private_data;
 }
 
+/*
+ * The hold of a slot: stable under its page lock; otherwise only under
+ * RCU (holds are freed after a grace period), as a hint to check again.
+ */
 struct uffdx_hold *uffdx_slot_hold(struct uffdx_region *region, pgoff_t index)
 {
 	if (xa_empty(&region->held))
@@ -260,7 +296,7 @@ void uffdx_hold_free(struct uffdx_hold *hold)
 {
 	if (hold->region)
 		uffdx_region_put(hold->region);
-	kfree(hold);
+	kfree_rcu(hold, rcu);
 }
 
 /*
@@ -300,7 +336,7 @@ static void uffdx_hold_end(struct uffdx_hold *hold, u16 type, u32 flags)
 static struct page *uffdx_hold_copy_back(struct uffdx_region *region,
 					 pgoff_t index, struct page *dpage)
 {
-	struct page *page = uffdx_alloc_page(region->ctx, false);
+	struct page *page = uffdx_alloc_page_uncharged(region->ctx, false);
 	void *old;
 
 	if (!page)
@@ -311,9 +347,11 @@ static struct page *uffdx_hold_copy_back(struct uffdx_region *region,
 	old = xa_cmpxchg(&region->pages, index, dpage, page, GFP_NOWAIT);
 	if (WARN_ON_ONCE(old != dpage)) {
 		unlock_page(page);
-		uffdx_free_page(region->ctx, page);
+		put_page(page);
 		return ERR_PTR(-EAGAIN);
 	}
+	/* The slot's charge passes to it; freeing @dpage gives it back. */
+	uffdx_charge_force(region->ctx, UFFDX_PAGE_UNITS);
 	get_page(page);		/* the caller's */
 	return page;
 }
@@ -455,12 +493,20 @@ static int uffdx_dev_held_access(struct uffdx_dev_op *op, bool write,
 	pgoff_t index;
 	int ret = -ENOENT;
 
-	region = uffdx_dev_region_at(op->mm, op->addr, &index, NULL);
+	bool writable, ours;
+
+	region = uffdx_dev_region_at(op->mm, op->addr, &index, &writable);
 	if (!region)
 		return -ENOENT;
+	rcu_read_lock();
 	hold = uffdx_slot_hold(region, index);
-	if (!hold || hold->dev != op->dev)
+	ours = hold && hold->dev == op->dev;
+	rcu_read_unlock();
+	if (!ours)
 		return -ENOENT;
+	/* A device write through a read-only mapping, as a CPU one. */
+	if (write && !writable)
+		return -EPERM;
 	page = uffdx_store_lock(region, index, true, NULL);
 	if (!page)
 		return -ENOENT;
@@ -480,9 +526,9 @@ static int uffdx_dev_copy_held(struct uffdx_dev_op *op,
 			       struct page *page, void *arg)
 {
 	if (op->nr == _UFFDX_DEV_WRITE)
-		memcpy_to_page(page, 0, op->bounce, PAGE_SIZE);
+		uffdx_memcpy_to_page(page, op->bounce);
 	else
-		memcpy_from_page(op->bounce, page, 0, PAGE_SIZE);
+		uffdx_memcpy_from_page(op->bounce, page);
 	return 0;
 }
 
@@ -496,7 +542,7 @@ static int uffdx_dev_rw_page(struct uffdx_dev_op *op, unsigned long end)
 {
 	struct uffdx_device *dev = op->dev;
 	bool write = op->nr == _UFFDX_DEV_WRITE;
-	unsigned long pfn = op->addr >> PAGE_SHIFT, fend;
+	unsigned long pfn = op->addr >> PAGE_SHIFT, fend, vm_end = 0;
 	struct vm_area_struct *vma;
 	struct page *page;
 	bool region;
@@ -509,10 +555,9 @@ static int uffdx_dev_rw_page(struct uffdx_dev_op *op, unsigned long end)
 		page = xa_untag_pointer(entry);
 		if (page && (!write || xa_pointer_tag(entry) & UFFDX_PT_WRITE)) {
 			if (write)
-				memcpy_to_page(page, 0, op->bounce, PAGE_SIZE);
+				uffdx_memcpy_to_page(page, op->bounce);
 			else
-				memcpy_from_page(op->bounce, page, 0,
-						 PAGE_SIZE);
+				uffdx_memcpy_from_page(op->bounce, page);
 			mutex_unlock(&dev->lock);
 			return 0;
 		}
@@ -521,18 +566,25 @@ static int uffdx_dev_rw_page(struct uffdx_dev_op *op, unsigned long end)
 		mmap_read_lock(op->mm);
 		ret = uffdx_dev_held_access(op, write, uffdx_dev_copy_held,
 					    NULL);
-		vma = vma_lookup(op->mm, op->addr);
+		vma = uffdx_vma_lookup(op->mm, op->addr);
 		region = vma && uffdx_is_region_vma(vma);
+		if (vma)
+			vm_end = vma->vm_end;
 		mmap_read_unlock(op->mm);
 		if (ret != -ENOENT)
 			return ret;
 		/* Process memory is mirrored with the HMM_MIRROR feature. */
-		if (vma && !region &&
+		if (vm_end && !region &&
 		    !(dev->ctx->features & UFFDX_FEATURE_HMM_MIRROR))
 			return -EINVAL;
 
-		fend = region ? op->addr + PAGE_SIZE :
-		       min(end, op->addr + UFFDX_DEV_FAULT_PAGES * PAGE_SIZE);
+		/*
+		 * A window of process memory, within its VMA (a region
+		 * beside it must not be faulted: its holds would go).
+		 */
+		fend = region || !vm_end ? op->addr + PAGE_SIZE :
+		       min3(end, vm_end,
+			    op->addr + UFFDX_DEV_FAULT_PAGES * PAGE_SIZE);
 		ret = uffdx_dev_fault(dev, op->addr, fend, write);
 		if (ret)
 			return ret;
@@ -623,6 +675,7 @@ static u8 uffdx_dev_prot(struct uffdx_device *dev, struct mm_struct *mm,
 	u8 prot;
 
 	region = uffdx_dev_region_at(mm, addr, &index, &writable);
+	rcu_read_lock();
 	hold = region ? uffdx_slot_hold(region, index) : NULL;
 	if (hold) {
 		if (hold->kind == UFFDX_HOLD_RESIDENT)
@@ -631,10 +684,14 @@ static u8 uffdx_dev_prot(struct uffdx_device *dev, struct mm_struct *mm,
 		else if (hold->dev == dev)
 			prot = UFFDX_DEV_PROT_EXCLUSIVE;
 		else
-			return UFFDX_DEV_PROT_NONE;	/* no CPU mapping */
+			prot = 0;	/* no CPU mapping: NONE */
+		rcu_read_unlock();
+		if (!prot)
+			return UFFDX_DEV_PROT_NONE;
 		return prot | (writable ? UFFDX_DEV_PROT_WRITE :
 			       UFFDX_DEV_PROT_READ);
 	}
+	rcu_read_unlock();
 	if (!region && uffdx_dev_pt_atomic(dev, addr, false))
 		return UFFDX_DEV_PROT_EXCLUSIVE | UFFDX_DEV_PROT_WRITE;
 	if (hpfn & HMM_PFN_ERROR)
@@ -651,9 +708,9 @@ static u8 uffdx_dev_prot(struct uffdx_device *dev, struct mm_struct *mm,
 		prot = UFFDX_DEV_PROT_NONE;
 	prot |= hpfn & HMM_PFN_WRITE ? UFFDX_DEV_PROT_WRITE :
 		UFFDX_DEV_PROT_READ;
-	if (hmm_pfn_to_map_order(hpfn) == PMD_SHIFT - PAGE_SHIFT)
+	if (uffdx_hmm_pfn_order(hpfn) == PMD_SHIFT - PAGE_SHIFT)
 		prot |= UFFDX_DEV_PROT_PMD;
-	else if (hmm_pfn_to_map_order(hpfn) == PUD_SHIFT - PAGE_SHIFT)
+	else if (uffdx_hmm_pfn_order(hpfn) == PUD_SHIFT - PAGE_SHIFT)
 		prot |= UFFDX_DEV_PROT_PUD;
 	return prot;
 }
@@ -738,16 +795,20 @@ static struct uffdx_region *uffdx_dev_prepare(struct uffdx_dev_op *op,
 	mmap_read_lock(op->mm);
 	region = uffdx_dev_region_at(op->mm, op->addr, index, &writable);
 	if (!region) {
-		ret = vma_lookup(op->mm, op->addr) ? -EINVAL : -EFAULT;
+		ret = uffdx_vma_lookup(op->mm, op->addr) ? -EINVAL : -EFAULT;
 		goto fail;
 	}
 	if (write && !writable) {
 		ret = -EPERM;
 		goto fail;
 	}
+	rcu_read_lock();
 	hold = uffdx_slot_hold(region, *index);
-	if (hold && hold->dev == op->dev)
+	if (hold && hold->dev == op->dev) {
+		rcu_read_unlock();
 		return region;
+	}
+	rcu_read_unlock();
 	mmap_read_unlock(op->mm);
 
 	/* Migrating a hole allocates on empty: nothing to fault in. */
@@ -799,6 +860,12 @@ static int uffdx_dev_exclusive_page(struct uffdx_dev_op *op,
 		kfree(hold);
 		return PTR_ERR(region);
 	}
+	/*
+	 * Under @region->lock, which DISCARD holds while it empties slots:
+	 * a hold taken on a page that DISCARD is about to remove would
+	 * outlive its page.
+	 */
+	mutex_lock(&region->lock);
 	page = uffdx_store_lock(region, index, true, NULL);
 	if (!page) {
 		/* Discarded since it was faulted in: let the caller retry. */
@@ -820,6 +887,7 @@ static int uffdx_dev_exclusive_page(struct uffdx_dev_op *op,
 	unlock_page(page);
 	put_page(page);
 out:
+	mutex_unlock(&region->lock);
 	mmap_read_unlock(op->mm);
 	kfree(hold);
 	return ret;
@@ -873,13 +941,15 @@ static int uffdx_dev_migrate_page(struct uffdx_dev_op *op, void *arg)
 	struct page *page, *dpage;
 	void *entry;
 	pgoff_t index;
+	bool busy;
 	int ret = 0;
 
 	op->status = 0;
 	hold = kzalloc(sizeof(*hold), GFP_KERNEL_ACCOUNT);
 	if (!hold)
 		return -ENOMEM;
-	region = uffdx_dev_prepare(op, false, &index);
+	/* A read-only mapping cannot change what the region holds. */
+	region = uffdx_dev_prepare(op, true, &index);
 	if (IS_ERR(region)) {
 		kfree(hold);
 		return PTR_ERR(region);
@@ -889,9 +959,12 @@ static int uffdx_dev_migrate_page(struct uffdx_dev_op *op, void *arg)
 	 * from the store is (MOVE and DISCARD rely on it, store.c).
 	 */
 	mutex_lock(&region->lock);
+	rcu_read_lock();
 	cur = uffdx_slot_hold(region, index);
 	/* Another device's, or in device memory already: not migrated. */
-	if (cur && (cur->dev != dev || cur->kind == UFFDX_HOLD_RESIDENT))
+	busy = cur && (cur->dev != dev || cur->kind == UFFDX_HOLD_RESIDENT);
+	rcu_read_unlock();
+	if (busy)
 		goto out;
 	/* Device memory: the bound is checked without @lock, as a hint. */
 	if (READ_ONCE(dev->stats.pool_used) >= dev->pool_pages) {
@@ -936,7 +1009,8 @@ static int uffdx_dev_migrate_page(struct uffdx_dev_op *op, void *arg)
 	cur = uffdx_slot_hold(region, index);
 	if (cur && cur->dev != dev)
 		goto out_unlock;
-	dpage = uffdx_alloc_page(region->ctx, false);
+	/* The slot's charge passes to the device page (design.md 7). */
+	dpage = uffdx_alloc_page_uncharged(region->ctx, false);
 	if (!dpage) {
 		ret = -ENOMEM;
 		goto out_unlock;
@@ -948,7 +1022,7 @@ static int uffdx_dev_migrate_page(struct uffdx_dev_op *op, void *arg)
 	 */
 	uffdx_unmap_pages(region->inode->i_mapping, index, 1);
 	if (page_ref_count(page) != 2) {
-		uffdx_free_page(region->ctx, dpage);
+		put_page(dpage);
 		goto out_unlock;
 	}
 	if (cur) {
@@ -966,10 +1040,11 @@ static int uffdx_dev_migrate_page(struct uffdx_dev_op *op, void *arg)
 	entry = xa_cmpxchg(&region->pages, index, page, dpage, GFP_NOWAIT);
 	if (WARN_ON_ONCE(entry != page)) {
 		unlock_page(dpage);
-		uffdx_free_page(region->ctx, dpage);
+		put_page(dpage);
 		ret = -EAGAIN;
 		goto out_unlock;
 	}
+	uffdx_charge_force(region->ctx, UFFDX_PAGE_UNITS);
 	ret = uffdx_hold_take(dev, region, index, op->addr,
 			      UFFDX_HOLD_RESIDENT, &hold);
 	unlock_page(dpage);
@@ -1007,7 +1082,7 @@ static int uffdx_dev_unmigrate_page(struct uffdx_dev_op *op)
 	mmap_read_lock(op->mm);
 	region = uffdx_dev_region_at(op->mm, op->addr, &index, NULL);
 	if (!region) {
-		ret = vma_lookup(op->mm, op->addr) ? 0 : -EFAULT;
+		ret = uffdx_vma_lookup(op->mm, op->addr) ? 0 : -EFAULT;
 		goto out;
 	}
 	mutex_lock(&region->lock);	/* the entry changes: store.c */
@@ -1048,20 +1123,25 @@ static int uffdx_dev_check_page(struct uffdx_dev_op *op, bool release)
 {
 	struct uffdx_region *region;
 	struct uffdx_hold *hold;
+	bool ours, exclusive;
 	struct page *page;
 	pgoff_t index;
 	int ret = release ? 0 : -EPERM;
 
 	mmap_read_lock(op->mm);
 	region = uffdx_dev_region_at(op->mm, op->addr, &index, NULL);
+	rcu_read_lock();
 	hold = region ? uffdx_slot_hold(region, index) : NULL;
-	if (!hold || hold->dev != op->dev)
+	ours = hold && hold->dev == op->dev;
+	exclusive = ours && hold->kind == UFFDX_HOLD_EXCLUSIVE;
+	rcu_read_unlock();
+	if (!ours)
 		goto out;
 	if (!release) {
 		ret = 0;
 		goto out;
 	}
-	if (hold->kind != UFFDX_HOLD_EXCLUSIVE)
+	if (!exclusive)
 		goto out;
 	page = uffdx_store_lock(region, index, true, NULL);
 	if (!page)
@@ -1093,7 +1173,7 @@ static bool uffdx_dev_is_process(struct uffdx_dev_op *op)
 	bool ret;
 
 	mmap_read_lock(op->mm);
-	vma = vma_lookup(op->mm, op->addr);
+	vma = uffdx_vma_lookup(op->mm, op->addr);
 	ret = vma && !uffdx_is_region_vma(vma);
 	mmap_read_unlock(op->mm);
 	return ret;
@@ -1115,10 +1195,7 @@ static int uffdx_dev_process_pages(struct uffdx_dev_op *op, unsigned long end,
 	case _UFFDX_DEV_EXCLUSIVE:
 		if (!(features & UFFDX_FEATURE_HMM_EXCLUSIVE))
 			return -EINVAL;
-		mmap_read_lock(op->mm);
-		ret = uffdx_hmm_exclusive(op, end);
-		mmap_read_unlock(op->mm);
-		return ret;
+		return uffdx_hmm_exclusive(op, end);
 	case _UFFDX_DEV_CHECK_EXCLUSIVE:
 	case _UFFDX_DEV_RELEASE:
 		if (!uffdx_dev_pt_atomic(op->dev, op->addr,
@@ -1269,9 +1346,7 @@ static int uffdx_dev_atomic_process(struct uffdx_dev_op *op,
 		if (fatal_signal_pending(current))
 			return -EINTR;
 		op->addr = a->addr & PAGE_MASK;
-		mmap_read_lock(op->mm);
 		ret = uffdx_hmm_exclusive(op, op->addr + PAGE_SIZE);
-		mmap_read_unlock(op->mm);
 		if (ret)
 			return ret;
 		/* A CPU touch since then revokes it (the notifier): again. */
@@ -1282,7 +1357,7 @@ static int uffdx_dev_atomic_process(struct uffdx_dev_op *op,
 		mutex_unlock(&dev->lock);
 	}
 	page = xa_untag_pointer(entry);
-	kaddr = kmap_local_page(page);
+	kaddr = uffdx_kmap(page);
 	word = kaddr + offset_in_page(a->addr);
 	if (a->op == UFFDX_DEV_ATOMIC_FETCH_ADD) {
 		a->old = atomic64_fetch_add(a->value, word);
@@ -1292,7 +1367,7 @@ static int uffdx_dev_atomic_process(struct uffdx_dev_op *op,
 		atomic64_try_cmpxchg(word, &old, a->value);
 		a->old = old;
 	}
-	kunmap_local(kaddr);
+	uffdx_kunmap(kaddr);
 	mutex_unlock(&dev->lock);
 	return 0;
 }
@@ -1418,10 +1493,12 @@ static long uffdx_dev_ioctl(struct file *file, unsigned int cmd,
 
 	/* The device serves the process it mirrors (design.md section 7). */
 	op.mm = dev->notifier.mm;
-	if (current->mm != op.mm)
-		return -EPERM;
 	if (!mmget_not_zero(op.mm))
 		return -ESRCH;
+	if (current->mm != op.mm) {
+		mmput(op.mm);
+		return -EPERM;
+	}
 
 	switch (nr) {
 	case _UFFDX_DEV_READ:
@@ -1586,9 +1663,15 @@ int uffdx_device_create(struct uffdx_ctx *ctx, struct uffdx_device_create *dc,
 	if (!current->mm)
 		return -ESRCH;
 
+	/* A device counts as a region against max_regions_per_user. */
+	ret = uffdx_account_region(ctx);
+	if (ret)
+		return ret;
 	dev = kzalloc(sizeof(*dev), GFP_KERNEL_ACCOUNT);
-	if (!dev)
+	if (!dev) {
+		uffdx_unaccount_region(ctx);
 		return -ENOMEM;
+	}
 	kref_init(&dev->kref);
 	mutex_init(&dev->lock);
 	xa_init(&dev->pt);
@@ -1641,3 +1724,29 @@ out_free:
 	uffdx_device_put(dev);
 	return ret;
 }
+
+#else /* !UFFDX_KERNEL_HMM_MIRROR: no device (its features are not offered) */
+
+struct uffdx_hold *uffdx_slot_hold(struct uffdx_region *region, pgoff_t index)
+{
+	return NULL;
+}
+
+struct page *uffdx_dev_cpu_access(struct uffdx_region *region, pgoff_t index,
+				  struct page *page, u32 flags)
+{
+	return page;
+}
+
+void uffdx_dev_discard(struct uffdx_region *region, pgoff_t start,
+		       pgoff_t end)
+{
+}
+
+int uffdx_device_create(struct uffdx_ctx *ctx, struct uffdx_device_create *dc,
+			void __user *uarg, u32 usize)
+{
+	return -EINVAL;
+}
+
+#endif /* UFFDX_KERNEL_HMM_MIRROR */

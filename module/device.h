@@ -82,6 +82,7 @@ struct uffdx_hold {
 	unsigned long addr;		/* in the mirrored mm */
 	enum uffdx_hold_kind kind;
 	struct uffdx_dev_event event;
+	struct rcu_head rcu;		/* lookups without the page lock */
 };
 
 /* The state of one command: where it is and what it did. */

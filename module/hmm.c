@@ -14,6 +14,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/delay.h>
 #include <linux/hmm.h>
 #include <linux/highmem.h>
 #include <linux/ioport.h>
@@ -156,6 +157,10 @@ static int uffdx_hmm_add_chunk(struct uffdx_device *dev)
 		ret = 0;
 		goto out_unlock;
 	}
+	/* No more device memory than the pool: chunks are at least its size. */
+	if (dev->nr_chunks && dev->nr_chunks * dev->chunks[0]->npages >=
+	    dev->pool_pages)
+		goto out_unlock;
 	chunk = kzalloc(sizeof(*chunk), GFP_KERNEL_ACCOUNT);
 	if (!chunk)
 		goto out_unlock;
@@ -267,7 +272,7 @@ int uffdx_hmm_migrate(struct uffdx_dev_op *op, unsigned long end,
 	int ret;
 
 	mmap_assert_locked(op->mm);
-	vma = vma_lookup(op->mm, op->addr);
+	vma = uffdx_vma_lookup(op->mm, op->addr);
 	if (!vma || !(vma->vm_flags & VM_READ))
 		return -EFAULT;
 	args.vma = vma;
@@ -381,10 +386,20 @@ static void uffdx_hmm_evict(struct uffdx_dev_chunk *chunk)
 
 void uffdx_hmm_release(struct uffdx_device *dev)
 {
-	unsigned int i;
+	unsigned int i, pass;
 
-	for (i = 0; i < dev->nr_chunks; i++)
-		uffdx_hmm_evict(dev->chunks[i]);
+	/*
+	 * memunmap_pages() waits for every device page: evict until none is
+	 * left (a page busy in a CPU fault at the first pass is not
+	 * taken), a bounded number of times.
+	 */
+	for (pass = 0; pass < 100 && atomic_long_read(&dev->private_used);
+	     pass++) {
+		for (i = 0; i < dev->nr_chunks; i++)
+			uffdx_hmm_evict(dev->chunks[i]);
+		if (atomic_long_read(&dev->private_used))
+			msleep(20);
+	}
 	for (i = 0; i < dev->nr_chunks; i++) {
 		struct uffdx_dev_chunk *chunk = dev->chunks[i];
 
@@ -422,27 +437,48 @@ void uffdx_hmm_release(struct uffdx_device *dev)
 
 #endif /* UFFDX_KERNEL_DEVICE_PRIVATE */
 
-#if defined(UFFDX_HAVE_MAKE_DEVICE_EXCLUSIVE_RANGE)
+#if UFFDX_KERNEL_DEVICE_EXCLUSIVE
 /*
- * DEV_EXCLUSIVE (and DEV_ATOMIC) of [@op->addr, @end) of process memory:
- * make_device_exclusive_range() replaces the CPU's PTEs by device-exclusive
- * entries (a CPU touch restores them, with an MMU_NOTIFY_EXCLUSIVE the
- * notifier counts as a revocation), and the pages go into the device's
- * page table tagged exclusive.  -EBUSY if a page could not be taken.
+ * DEV_EXCLUSIVE (and DEV_ATOMIC) of [@op->addr, @end) of process memory,
+ * within one VMA: make_device_exclusive_range() replaces the CPU's PTEs by
+ * device-exclusive entries (a CPU touch restores them, with an
+ * MMU_NOTIFY_EXCLUSIVE the notifier counts as a revocation), and the pages
+ * go into the device's page table tagged exclusive, inside an interval
+ * notifier section as its kerneldoc asks: an invalidation between the grab
+ * and the store (MADV_DONTNEED zaps the entries without the page lock)
+ * makes it start again.  -EBUSY if a page could not be taken.
  */
 int uffdx_hmm_exclusive(struct uffdx_dev_op *op, unsigned long end)
 {
 	struct uffdx_device *dev = op->dev;
 	struct page *pages[UFFDX_DEV_FAULT_PAGES];
-	unsigned long next, i;
-	int n, ret = 0;
+	struct vm_area_struct *vma;
+	unsigned long next, seq, i;
+	int n, ret;
 
-	mmap_assert_locked(op->mm);
-	next = min(end, op->addr + UFFDX_DEV_FAULT_PAGES * PAGE_SIZE);
+again:
+	if (fatal_signal_pending(current))
+		return -EINTR;
+	seq = mmu_interval_read_begin(&dev->notifier);
+	mmap_read_lock(op->mm);
+	vma = uffdx_vma_lookup(op->mm, op->addr);
+	if (!vma) {
+		mmap_read_unlock(op->mm);
+		return -EFAULT;
+	}
+	next = min3(end, vma->vm_end,
+		    op->addr + UFFDX_DEV_FAULT_PAGES * PAGE_SIZE);
 	n = make_device_exclusive_range(op->mm, op->addr, next, pages, dev);
+	mmap_read_unlock(op->mm);
 	if (n < 0)
 		return n;
+
+	ret = 0;
 	mutex_lock(&dev->lock);
+	if (mmu_interval_read_retry(&dev->notifier, seq)) {
+		ret = -EAGAIN;
+		goto unlock;
+	}
 	for (i = 0; i < n; i++) {
 		void *entry;
 
@@ -456,6 +492,7 @@ int uffdx_hmm_exclusive(struct uffdx_dev_op *op, unsigned long end)
 		if (xa_is_err(entry))
 			ret = xa_err(entry);
 	}
+unlock:
 	mutex_unlock(&dev->lock);
 	for (i = 0; i < n; i++) {
 		if (pages[i]) {
@@ -463,6 +500,8 @@ int uffdx_hmm_exclusive(struct uffdx_dev_op *op, unsigned long end)
 			put_page(pages[i]);
 		}
 	}
+	if (ret == -EAGAIN)
+		goto again;
 	if (!ret && n < (next - op->addr) >> PAGE_SHIFT)
 		ret = -EBUSY;
 	op->cpages += ret ? 0 : n;

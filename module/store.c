@@ -51,19 +51,31 @@
  */
 struct page *uffdx_alloc_page(struct uffdx_ctx *ctx, bool zero)
 {
-	gfp_t gfp = GFP_USER | __GFP_ACCOUNT | __GFP_RETRY_MAYFAIL;
-	struct mem_cgroup *old;
 	struct page *page;
 
 	if (uffdx_charge(ctx, UFFDX_PAGE_UNITS))
 		return NULL;
+	page = uffdx_alloc_page_uncharged(ctx, zero);
+	if (!page)
+		uffdx_uncharge(ctx, UFFDX_PAGE_UNITS);
+	return page;
+}
+
+/*
+ * The same without the context's charge, for a page that takes over the
+ * charge of another (device.c): still the creator's memory cgroup's.
+ */
+struct page *uffdx_alloc_page_uncharged(struct uffdx_ctx *ctx, bool zero)
+{
+	gfp_t gfp = GFP_USER | __GFP_ACCOUNT | __GFP_RETRY_MAYFAIL;
+	struct mem_cgroup *old;
+	struct page *page;
+
 	if (zero)
 		gfp |= __GFP_ZERO;
 	old = uffdx_set_active_memcg(ctx->memcg);
 	page = alloc_page(gfp);
 	uffdx_set_active_memcg(old);
-	if (!page)
-		uffdx_uncharge(ctx, UFFDX_PAGE_UNITS);
 	return page;
 }
 

@@ -228,6 +228,7 @@ int uffdx_account_region(struct uffdx_ctx *ctx);
 void uffdx_unaccount_region(struct uffdx_ctx *ctx);
 int uffdx_charge(struct uffdx_ctx *ctx, unsigned long units);
 void uffdx_uncharge(struct uffdx_ctx *ctx, unsigned long units);
+void uffdx_charge_force(struct uffdx_ctx *ctx, unsigned long units);
 int uffdx_transfer_charge(struct uffdx_ctx *to, struct uffdx_ctx *from,
 			  unsigned long units);
 void uffdx_transfer_done(struct uffdx_ctx *to, struct uffdx_ctx *from,
@@ -253,6 +254,7 @@ void uffdx_unread_event(struct uffdx_ctx *ctx, u64 seq);
 
 /* store.c: the page store of a region */
 struct page *uffdx_alloc_page(struct uffdx_ctx *ctx, bool zero);
+struct page *uffdx_alloc_page_uncharged(struct uffdx_ctx *ctx, bool zero);
 void uffdx_free_page(struct uffdx_ctx *ctx, struct page *page);
 void uffdx_limbo_reap(struct uffdx_ctx *ctx, bool all);
 void *uffdx_store_get(struct uffdx_region *region, pgoff_t index);

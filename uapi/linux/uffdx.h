@@ -416,7 +416,8 @@ struct uffdx_device_create {
  *  DEV_SNAPSHOT: one UFFDX_DEV_PROT_* byte per page at "ptr";
  *  DEV_EXCLUSIVE: take exclusive access (region memory): every CPU
  *      mapping goes, a CPU touch revokes it with an event;
- *  DEV_CHECK_EXCLUSIVE: EPERM unless the device holds every page so;
+ *  DEV_CHECK_EXCLUSIVE: EPERM unless the device holds every page so (or
+ *      has it in its memory);
  *  DEV_RELEASE: give exclusive access up.
  * "cpages" counts the pages done, "faults" the device page faults taken.
  */
