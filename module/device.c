@@ -93,23 +93,26 @@ static bool uffdx_dev_invalidate(struct mmu_interval_notifier *mni,
 	void *entry;
 
 	/*
-	 * Its own migrations and exclusive grabs of process memory (hmm.c)
-	 * carry the device as owner: it updates its table itself, and they
-	 * count as no invalidation.
+	 * Its own exclusive grabs of process memory (hmm.c) carry the device
+	 * as owner and keep the page: nothing to drop, and no restart of its
+	 * own grab (which reads the sequence around it).
 	 */
+	if (uffdx_range_owner(range) == dev &&
+	    uffdx_notify_is_exclusive(range->event))
+		return true;
+
 	if (mmu_notifier_range_blockable(range))
 		mutex_lock(&dev->lock);
 	else if (!mutex_trylock(&dev->lock))
 		return false;
 
 	/*
-	 * Its own migrations and exclusive grabs still end a fault that is
-	 * reading the page tables meanwhile (the sequence).
+	 * Its own migrations update its table themselves, but still end a
+	 * device fault that read the page tables meanwhile (the sequence).
 	 */
 	mmu_interval_set_seq(mni, cur_seq);
 	if (uffdx_range_owner(range) == dev &&
-	    (range->event == MMU_NOTIFY_MIGRATE ||
-	     uffdx_notify_is_exclusive(range->event))) {
+	    range->event == MMU_NOTIFY_MIGRATE) {
 		mutex_unlock(&dev->lock);
 		return true;
 	}

@@ -488,15 +488,16 @@ static struct ioc iocs[NR_IOC] = {
 	/*
 	 * The device's: its commands come from this process, which it
 	 * mirrors, so never EPERM for that (nor ESRCH); EPERM for a write
-	 * through a mapping without write permission, and for a page not
-	 * held (CHECK_EXCLUSIVE).
+	 * or a migration through a mapping without write permission, and
+	 * for a page not held (CHECK_EXCLUSIVE).
 	 */
 	FUZZ_IOCTL(UFFDX_IOC_DEV_READ, I_DEV_READ, uffdx_dev_cmd, dcmd_fields,
 		   0, 4, EFAULT, EBUSY, ENOMEM, 0),
 	FUZZ_IOCTL(UFFDX_IOC_DEV_WRITE, I_DEV_WRITE, uffdx_dev_cmd,
 		   dcmd_fields, 0, 4, EFAULT, EPERM, EBUSY, ENOMEM, 0),
 	FUZZ_IOCTL(UFFDX_IOC_DEV_MIGRATE_TO_DEV, I_DEV_MIGRATE_TO_DEV,
-		   uffdx_dev_cmd, dcmd_fields, 0, 3, EFAULT, EBUSY, ENOMEM, 0),
+		   uffdx_dev_cmd, dcmd_fields, 0, 3, EFAULT, EPERM, EBUSY,
+		   ENOMEM, 0),
 	FUZZ_IOCTL(UFFDX_IOC_DEV_MIGRATE_TO_SYS, I_DEV_MIGRATE_TO_SYS,
 		   uffdx_dev_cmd, dcmd_fields, 0, 3, EFAULT, ENOMEM, 0),
 	FUZZ_IOCTL(UFFDX_IOC_DEV_SNAPSHOT, I_DEV_SNAPSHOT, uffdx_dev_cmd,
