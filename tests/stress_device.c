@@ -61,7 +61,8 @@
  * (revocations, migrations back by CPU touch = migrated_to_sys minus what
  * MIGRATE_TO_SYS moved, unless events were lost, which are counted);
  * migrated_to_dev equals what the commands' status bytes reported, and
- * pool_used the pages a snapshot shows DEV_LOCAL.
+ * pool_used the pages a snapshot shows DEV_LOCAL (two pages are migrated
+ * to the device first, so that it is not 0 by chance).
  *
  * Liveness: the run is rounds (with -s, until the time is up; with -n,
  * that many; default 4 s); each round waits until every thread of both
@@ -832,6 +833,19 @@ static void final_checks(void)
 		fail("malloc");
 		return;
 	}
+	/*
+	 * Two pages into device memory now, so that pool_used is not 0 by
+	 * chance (the CPU threads bring pages back quickly); the final
+	 * reads of them below are through the device first.
+	 */
+	for (i = 0; i < 2; i++) {
+		uint8_t one = 0;
+
+		cmd_init(&c, PG(view[i], i ? DEVDATA(0) : 0), &one, 1);
+		ret = uffdx_dev_migrate_to_dev(dev, &c);
+		if (!outcome(OP_TO_DEV, ret, "at the end", i ? DEVDATA(0) : 0))
+			to_dev_moved += one;
+	}
 	/* the events, against the counters, before any more CPU touch */
 	memset(&st, 0, sizeof(st));
 	ret = uffdx_dev_stats(dev, &st);
@@ -894,18 +908,18 @@ static void final_checks(void)
 		if (memcmp(PG(view[0], i) + 8, PG(cref, i) + 8, ps - 8))
 			fail("counter page %d: its pattern changed", i);
 	}
-	/* the data pages: their last generation, by the CPU and the device */
+	/* the data pages: their last generation, by the device and the CPU */
 	for (i = NCOUNT; i < npages; i++) {
 		uint64_t gen = sh->seq[i] / 2;
 
-		if (check_pattern(PG(view[1], i), ps, data_seed(i, gen)) >= 0)
-			fail("data page %d: not generation %llu (CPU read)", i,
-			     (unsigned long long)gen);
 		cmd_init(&c, PG(view[0], i), buf, 1);
 		ret = dev_run(uffdx_dev_read, &c, OP_READ);
 		if (!outcome(OP_READ, ret, "at the end", i) &&
 		    check_pattern(buf, ps, data_seed(i, gen)) >= 0)
 			fail("data page %d: not generation %llu (DEV_READ)", i,
+			     (unsigned long long)gen);
+		if (check_pattern(PG(view[1], i), ps, data_seed(i, gen)) >= 0)
+			fail("data page %d: not generation %llu (CPU read)", i,
 			     (unsigned long long)gen);
 	}
 	free(buf);
