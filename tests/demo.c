@@ -4,15 +4,21 @@
  * arm it, fault on it from another thread, show the event, COPY a greeting
  * into the page, and show the faulting thread reading it; then MOVE the
  * page to a second region and show it is the same physical page; then a
- * round of dirty tracking (WP_ASYNC): protect, write two pages, scan.
+ * round of dirty tracking (WP_ASYNC): protect, write two pages, scan; then
+ * the simulated device: exclusive access and an atomic on a region page,
+ * revoked by a CPU touch from a forked child, and a page migrated into
+ * device memory that a CPU read brings back.
  */
 #include "helpers.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char greeting[] = "Hello from the uffdx fault handler!";
@@ -119,6 +125,271 @@ static void dirty_tracking(uint64_t supported)
 	((char *)m.addr)[5 * ps] = 6;
 	if (scan_print(ctx, &m, "page 5 written again") != 1)
 		DIE("the re-armed page's write was not reported");
+	uffdx_region_unmap(&m);
+	close(ctx);
+}
+
+/* ---- the simulated device --------------------------------------------------- */
+
+static const char migrated_text[] = "This page went to device memory and came back.";
+
+static void dev_cmd_init(struct uffdx_dev_cmd *c, const void *addr, void *ptr, uint64_t n)
+{
+	memset(c, 0, sizeof(*c));
+	c->addr = (uint64_t)(uintptr_t)addr;
+	c->ptr = (uint64_t)(uintptr_t)ptr;
+	c->npages = n;
+}
+
+/* One SNAPSHOT byte of the page at addr (DIE on failure). */
+static uint8_t dev_snapshot1(int dev, const void *addr)
+{
+	struct uffdx_dev_cmd c;
+	uint8_t b = 0xee;
+	int ret;
+
+	dev_cmd_init(&c, addr, &b, 1);
+	ret = uffdx_dev_snapshot(dev, &c);
+	if (ret)
+		DIE("uffdx_dev_snapshot: %s", uffdx_strerror(ret));
+	return b;
+}
+
+static const char *snapshot_name(uint8_t b)
+{
+	static char buf[64];
+	const char *kind;
+
+	if (b == UFFDX_DEV_PROT_ERROR)
+		return "ERROR";
+	switch (b & 0xf0) {
+	case UFFDX_DEV_PROT_DEV_LOCAL: kind = "DEV_LOCAL"; break;
+	case UFFDX_DEV_PROT_DEV_REMOTE: kind = "DEV_REMOTE"; break;
+	case UFFDX_DEV_PROT_EXCLUSIVE: kind = "EXCLUSIVE"; break;
+	case UFFDX_DEV_PROT_ZERO: kind = "ZERO"; break;
+	default: kind = b ? "system page" : "NONE (not mapped)"; break;
+	}
+	snprintf(buf, sizeof(buf), "%s%s%s", kind,
+		 b & UFFDX_DEV_PROT_WRITE ? "|WRITE" : b & UFFDX_DEV_PROT_READ ? "|READ" : "",
+		 b & UFFDX_DEV_PROT_PMD ? "|PMD" : "");
+	return buf;
+}
+
+/* Wait (bounded) for one device event. */
+static void dev_event1(int dev, struct uffdx_dev_event *ev)
+{
+	ssize_t n;
+	int ret = wait_fd(dev, POLLIN, WAIT_MS);
+
+	if (ret <= 0)
+		DIE("no device event: %s", ret < 0 ? uffdx_strerror(ret) : "timeout");
+	n = uffdx_dev_read_events(dev, ev, 1);
+	if (n != 1)
+		DIE("uffdx_dev_read_events: %s", n < 0 ? uffdx_strerror((int)n) : "no event");
+}
+
+static const char *dev_event_name(uint16_t type)
+{
+	switch (type) {
+	case UFFDX_DEV_EVENT_REVOKED: return "REVOKED";
+	case UFFDX_DEV_EVENT_MIGRATED: return "MIGRATED";
+	case UFFDX_DEV_EVENT_DROPPED: return "DROPPED";
+	}
+	return "?";
+}
+
+static void print_dev_event(const struct uffdx_dev_event *ev, uint64_t page)
+{
+	printf("   device event: %s, %s access at %#llx (page %llu), pid %u%s\n",
+	       dev_event_name(ev->type), ev->flags & UFFDX_PF_WRITE ? "write" : "read",
+	       (unsigned long long)ev->address, (unsigned long long)page, ev->pid,
+	       ev->flags & UFFDX_PF_REMOTE ? " (another process: REMOTE)" :
+	       ev->pid == (uint32_t)getpid() ? " (this process)" : "");
+}
+
+static void dev_stats_get(int dev, struct uffdx_dev_stats *st)
+{
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	ret = uffdx_dev_stats(dev, st);
+	if (ret)
+		DIE("uffdx_dev_stats: %s", uffdx_strerror(ret));
+}
+
+/* A context, a 4-page region mapped, a device mirroring this process. */
+static int dev_setup(uint64_t features, struct uffdx_region_map *m, int *dev)
+{
+	int ctx, ret;
+
+	ctx = uffdx_open_api(UFFDX_FEATURE_REGIONS | features, 0, NULL);
+	if (ctx < 0)
+		DIE("uffdx_open_api(device): %s", uffdx_strerror(ctx));
+	ret = uffdx_region_map(ctx, 4 * ps, 0, m);
+	if (ret)
+		DIE("uffdx_region_map: %s", uffdx_strerror(ret));
+	*dev = uffdx_device_create(ctx, 0);
+	if (*dev < 0)
+		DIE("uffdx_device_create: %s", uffdx_strerror(*dev));
+	return ctx;
+}
+
+/*
+ * Exclusive access: the device holds a page (no CPU may map it), adds to a
+ * counter in it atomically, and a forked child's read of the page through
+ * its own mapping of the region revokes the hold, with an event.
+ */
+static void device_exclusive(uint64_t supported)
+{
+	struct uffdx_region_map m;
+	struct uffdx_dev_atomic a;
+	struct uffdx_dev_stats st;
+	struct uffdx_dev_event ev;
+	struct uffdx_dev_cmd c;
+	volatile uint64_t *counter;
+	uint64_t seen = 0;
+	int ctx, dev, ret, pfd[2], status = 0;
+	pid_t pid;
+
+	printf("10. A device takes a region page exclusive and adds to it; a CPU touch revokes it\n");
+	if (!(supported & UFFDX_FEATURE_DEVICE_EXCLUSIVE)) {
+		printf("   skipped: this module does not offer device-exclusive\n");
+		return;
+	}
+	ctx = dev_setup(UFFDX_FEATURE_DEVICE_EXCLUSIVE, &m, &dev);
+	counter = (volatile uint64_t *)m.addr;
+	*counter = 41;
+	printf("   device fd %d mirrors this process; the CPU stored 41 in page 0 of a new region\n",
+	       dev);
+	dev_cmd_init(&c, m.addr, NULL, 1);
+	ret = uffdx_dev_exclusive(dev, &c);
+	if (ret)
+		DIE("uffdx_dev_exclusive: %s", uffdx_strerror(ret));
+	dev_cmd_init(&c, m.addr, NULL, 1);
+	ret = uffdx_dev_check_exclusive(dev, &c);
+	printf("   the device holds page 0 exclusive (check: %s); no CPU mapping of it is left\n",
+	       ret ? uffdx_strerror(ret) : "yes");
+	if (ret)
+		DIE("the device does not hold the page");
+	memset(&a, 0, sizeof(a));
+	a.op = UFFDX_DEV_ATOMIC_FETCH_ADD;
+	a.addr = (uint64_t)(uintptr_t)m.addr;
+	a.value = 1;
+	ret = uffdx_dev_atomic(dev, &a);
+	if (ret)
+		DIE("uffdx_dev_atomic: %s", uffdx_strerror(ret));
+	printf("   device atomic fetch-add of 1: the word was %llu\n", (unsigned long long)a.old);
+
+	if (pipe(pfd))
+		DIE("pipe");
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		DIE("fork");
+	if (pid == 0) {
+		struct uffdx_dev_cmd cc;
+		uint64_t v;
+		void *p;
+
+		close(pfd[0]);
+		/* the device serves its creator only: a command from here is EPERM */
+		dev_cmd_init(&cc, m.addr, NULL, 1);
+		ret = uffdx_dev_check_exclusive(dev, &cc);
+		printf("   [child %d] its own command on the device fd: %s\n", getpid(),
+		       ret == -EPERM ? "EPERM (a device serves only the process it mirrors)" :
+		       uffdx_strerror(ret));
+		fflush(stdout);
+		p = mmap(NULL, m.len, PROT_READ, MAP_SHARED, m.fd, 0);
+		if (p == MAP_FAILED)
+			_exit(2);
+		printf("   [child %d] mapped the region fd at %p and reads page 0 ...\n",
+		       getpid(), p);
+		fflush(stdout);
+		v = *(volatile uint64_t *)p;	/* the revocation happens here */
+		if (write(pfd[1], &v, sizeof(v)) != (ssize_t)sizeof(v))
+			_exit(3);
+		_exit(ret == -EPERM ? 0 : 4);
+	}
+	close(pfd[1]);
+	if (wait_child(pid, &status, WAIT_MS))
+		DIE("the child did not finish");
+	if (read(pfd[0], &seen, sizeof(seen)) != (ssize_t)sizeof(seen))
+		DIE("the child did not report what it read");
+	close(pfd[0]);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		DIE("the child failed (status 0x%x)", status);
+	dev_event1(dev, &ev);
+	print_dev_event(&ev, ev.offset / ps);
+	printf("   the child (pid %d) read %llu: the device's add is there\n", pid,
+	       (unsigned long long)seen);
+	dev_cmd_init(&c, m.addr, NULL, 1);
+	ret = uffdx_dev_check_exclusive(dev, &c);
+	dev_stats_get(dev, &st);
+	printf("   the device holds it no more (check: %s); revocations %llu\n",
+	       ret == -EPERM ? "EPERM" : ret ? uffdx_strerror(ret) : "STILL HELD",
+	       (unsigned long long)st.revocations);
+	if (ev.type != UFFDX_DEV_EVENT_REVOKED || ev.address != (uintptr_t)m.addr ||
+	    ev.pid != (uint32_t)pid || (ev.flags & UFFDX_PF_WRITE) || seen != 42 ||
+	    *counter != 42 || ret != -EPERM || st.revocations != 1)
+		DIE("the revocation went wrong");
+	close(dev);
+	uffdx_region_unmap(&m);
+	close(ctx);
+}
+
+/*
+ * Migration: a page's data moves into the device's memory (the slot keeps
+ * it, the CPU cannot map it), and a CPU read brings it back, with an event.
+ */
+static void device_migrate(uint64_t supported)
+{
+	struct uffdx_region_map m;
+	struct uffdx_dev_stats st;
+	struct uffdx_dev_event ev;
+	struct uffdx_dev_cmd c;
+	char *page, seen[64];
+	uint8_t moved = 0, b;
+	int ctx, dev, ret;
+
+	printf("11. A region page migrates to device memory; a CPU read brings it back\n");
+	if (!(supported & UFFDX_FEATURE_DEVICE_MIGRATE)) {
+		printf("   skipped: this module does not offer device-migrate\n");
+		return;
+	}
+	ctx = dev_setup(UFFDX_FEATURE_DEVICE_MIGRATE, &m, &dev);
+	page = (char *)m.addr + ps;
+	memcpy(page, migrated_text, sizeof(migrated_text));
+	printf("   the CPU wrote \"%s\" to page 1\n", migrated_text);
+	dev_cmd_init(&c, page, &moved, 1);
+	ret = uffdx_dev_migrate_to_dev(dev, &c);
+	if (ret)
+		DIE("uffdx_dev_migrate_to_dev: %s", uffdx_strerror(ret));
+	b = dev_snapshot1(dev, page);
+	dev_stats_get(dev, &st);
+	printf("   migrated to the device: %s; snapshot byte %#04x (%s)\n",
+	       moved ? "yes" : "NO", b, snapshot_name(b));
+	printf("   device stats: migrated_to_dev %llu, device memory %llu of %llu pages used\n",
+	       (unsigned long long)st.migrated_to_dev, (unsigned long long)st.pool_used,
+	       (unsigned long long)st.pool_pages);
+	if (!moved || (b & 0xf0) != UFFDX_DEV_PROT_DEV_LOCAL || st.pool_used != 1)
+		DIE("the page did not migrate");
+
+	memcpy(seen, page, sizeof(seen) - 1);	/* the migration back happens here */
+	seen[sizeof(seen) - 1] = 0;
+	dev_event1(dev, &ev);
+	print_dev_event(&ev, ev.offset / ps);
+	printf("   the CPU read: \"%s\"\n", seen);
+	b = dev_snapshot1(dev, page);
+	dev_stats_get(dev, &st);
+	printf("   back in system memory: snapshot byte %#04x (%s); migrated_to_sys %llu, device memory %llu pages used\n",
+	       b, snapshot_name(b), (unsigned long long)st.migrated_to_sys,
+	       (unsigned long long)st.pool_used);
+	if (ev.type != UFFDX_DEV_EVENT_MIGRATED || ev.address != (uintptr_t)page ||
+	    ev.pid != (uint32_t)getpid() || (ev.flags & UFFDX_PF_WRITE) ||
+	    strcmp(seen, migrated_text) || (b & 0xf0) == UFFDX_DEV_PROT_DEV_LOCAL ||
+	    st.migrated_to_sys != 1 || st.pool_used != 0)
+		DIE("the migration back went wrong");
+	close(dev);
 	uffdx_region_unmap(&m);
 	close(ctx);
 }
@@ -256,6 +527,8 @@ int main(void)
 	uffdx_region_unmap(&m);
 	close(ctx);
 	dirty_tracking(api.features);
+	device_exclusive(api.features);
+	device_migrate(api.features);
 	printf("\nDone.\n");
 	return 0;
 }
