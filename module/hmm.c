@@ -448,17 +448,64 @@ void uffdx_hmm_release(struct uffdx_device *dev)
  * and the store (MADV_DONTNEED zaps the entries without the page lock)
  * makes it start again.  -EBUSY if a page could not be taken.
  */
+/* Count the pages from @op->addr the device holds exclusive already. */
+static bool uffdx_hmm_skip_held(struct uffdx_dev_op *op, unsigned long end)
+{
+	struct uffdx_device *dev = op->dev;
+	void *entry;
+
+	mutex_lock(&dev->lock);
+	while (op->addr < end) {
+		entry = xa_load(&dev->pt, op->addr >> PAGE_SHIFT);
+		if (!entry || !(xa_pointer_tag(entry) & UFFDX_PT_ATOMIC))
+			break;
+		op->addr += PAGE_SIZE;
+		op->cpages++;
+	}
+	mutex_unlock(&dev->lock);
+	return op->addr >= end;
+}
+
+/* The first page of [@addr, @end) that the device holds exclusive, or @end. */
+static unsigned long uffdx_hmm_first_held(struct uffdx_device *dev,
+					  unsigned long addr,
+					  unsigned long end)
+{
+	unsigned long index = addr >> PAGE_SHIFT;
+	void *entry;
+
+	mutex_lock(&dev->lock);
+	xa_for_each_range(&dev->pt, index, entry, addr >> PAGE_SHIFT,
+			  (end >> PAGE_SHIFT) - 1) {
+		if (xa_pointer_tag(entry) & UFFDX_PT_ATOMIC) {
+			end = index << PAGE_SHIFT;
+			break;
+		}
+	}
+	mutex_unlock(&dev->lock);
+	return end;
+}
+
 int uffdx_hmm_exclusive(struct uffdx_dev_op *op, unsigned long end)
 {
 	struct uffdx_device *dev = op->dev;
 	struct page *pages[UFFDX_DEV_FAULT_PAGES];
 	struct vm_area_struct *vma;
 	unsigned long next, seq, i;
+	unsigned int tries = 0;
 	int n, ret;
 
 again:
 	if (fatal_signal_pending(current))
 		return -EINTR;
+	/*
+	 * A page held already is not grabbed again: the grab restores it
+	 * first (an invalidation), and would restart itself for ever.
+	 */
+	if (uffdx_hmm_skip_held(op, end))
+		return 0;
+	if (++tries > 16)
+		return -EBUSY;	/* invalidated every time: let the caller retry */
 	seq = mmu_interval_read_begin(&dev->notifier);
 	mmap_read_lock(op->mm);
 	vma = uffdx_vma_lookup(op->mm, op->addr);
@@ -468,6 +515,7 @@ again:
 	}
 	next = min3(end, vma->vm_end,
 		    op->addr + UFFDX_DEV_FAULT_PAGES * PAGE_SIZE);
+	next = uffdx_hmm_first_held(dev, op->addr, next);
 	n = make_device_exclusive_range(op->mm, op->addr, next, pages, dev);
 	mmap_read_unlock(op->mm);
 	if (n < 0)
