@@ -835,6 +835,41 @@ fail:
 }
 
 /*
+ * The start of a change of the slot at @op->addr (exclusive, migration):
+ * a hold allocated (no allocation under the locks the change takes), the
+ * page made present (uffdx_dev_prepare(), which also refuses a read-only
+ * mapping: a change of what the region holds), @mm locked, and
+ * @region->lock held, which DISCARD and MOVE hold while they empty slots,
+ * so that no hold outlives its page and no entry changes under them.
+ */
+static struct uffdx_region *uffdx_dev_begin(struct uffdx_dev_op *op,
+					    pgoff_t *index,
+					    struct uffdx_hold **holdp)
+{
+	struct uffdx_region *region;
+
+	*holdp = kzalloc(sizeof(**holdp), GFP_KERNEL_ACCOUNT);
+	if (!*holdp)
+		return ERR_PTR(-ENOMEM);
+	region = uffdx_dev_prepare(op, true, index);
+	if (IS_ERR(region)) {
+		kfree(*holdp);
+		return region;
+	}
+	mutex_lock(&region->lock);
+	return region;
+}
+
+/* The end of it: @hold is the one uffdx_dev_begin() made, or NULL if used. */
+static void uffdx_dev_end(struct uffdx_dev_op *op, struct uffdx_region *region,
+			  struct uffdx_hold *hold)
+{
+	mutex_unlock(&region->lock);
+	mmap_read_unlock(op->mm);
+	kfree(hold);
+}
+
+/*
  * Hold the page at @op->addr exclusive (DEV_EXCLUSIVE, DEV_ATOMIC), then
  * run @fn on it under its page lock.
  */
@@ -851,24 +886,13 @@ static int uffdx_dev_exclusive_page(struct uffdx_dev_op *op,
 	pgoff_t index;
 	int ret;
 
-	hold = kzalloc(sizeof(*hold), GFP_KERNEL_ACCOUNT);
-	if (!hold)
-		return -ENOMEM;
 	/*
 	 * Taking the page is not a write (dirty tracking must not see one);
 	 * the device's writes while it holds it are (uffdx_wp_device_write()).
 	 */
-	region = uffdx_dev_prepare(op, true, &index);
-	if (IS_ERR(region)) {
-		kfree(hold);
+	region = uffdx_dev_begin(op, &index, &hold);
+	if (IS_ERR(region))
 		return PTR_ERR(region);
-	}
-	/*
-	 * Under @region->lock, which DISCARD holds while it empties slots:
-	 * a hold taken on a page that DISCARD is about to remove would
-	 * outlive its page.
-	 */
-	mutex_lock(&region->lock);
 	page = uffdx_store_lock(region, index, true, NULL);
 	if (!page) {
 		/* Discarded since it was faulted in: let the caller retry. */
@@ -890,9 +914,7 @@ static int uffdx_dev_exclusive_page(struct uffdx_dev_op *op,
 	unlock_page(page);
 	put_page(page);
 out:
-	mutex_unlock(&region->lock);
-	mmap_read_unlock(op->mm);
-	kfree(hold);
+	uffdx_dev_end(op, region, hold);
 	return ret;
 }
 
@@ -948,20 +970,9 @@ static int uffdx_dev_migrate_page(struct uffdx_dev_op *op, void *arg)
 	int ret = 0;
 
 	op->status = 0;
-	hold = kzalloc(sizeof(*hold), GFP_KERNEL_ACCOUNT);
-	if (!hold)
-		return -ENOMEM;
-	/* A read-only mapping cannot change what the region holds. */
-	region = uffdx_dev_prepare(op, true, &index);
-	if (IS_ERR(region)) {
-		kfree(hold);
+	region = uffdx_dev_begin(op, &index, &hold);
+	if (IS_ERR(region))
 		return PTR_ERR(region);
-	}
-	/*
-	 * The slot's entry changes: under @region->lock, as every removal
-	 * from the store is (MOVE and DISCARD rely on it, store.c).
-	 */
-	mutex_lock(&region->lock);
 	rcu_read_lock();
 	cur = uffdx_slot_hold(region, index);
 	/* Another device's, or in device memory already: not migrated. */
@@ -1066,9 +1077,7 @@ out_unlock:
 		put_page(page);
 	}
 out:
-	mutex_unlock(&region->lock);
-	mmap_read_unlock(op->mm);
-	kfree(hold);
+	uffdx_dev_end(op, region, hold);
 	return ret;
 }
 

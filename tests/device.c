@@ -49,6 +49,10 @@
 
 #include "kselftest_harness.h"
 
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE	25
+#endif
+
 #define NPAGES		16	/* the fixture's region and anonymous buffer */
 #define SENTINEL	0x5a5a5a5a5a5a5a5aULL
 #define DEV_ALL		(UFFDX_FEATURE_DEVICE_EXCLUSIVE | UFFDX_FEATURE_DEVICE_MIGRATE | \
@@ -1003,6 +1007,58 @@ TEST_F(dev, coherence_fork_cow)
 		TH_LOG("the child's pages changed (status 0x%x)", st);
 	munmap(m, 2 * ps);
 }
+
+/*
+ * THP collapse and split of process memory: MADV_COLLAPSE replaces the
+ * mirrored small pages by one huge page (a copy), an mprotect() of part of
+ * it splits it again; each time the device's mirror must be invalidated,
+ * and the next device read sees the same data, through the new mapping.
+ */
+TEST_F(dev, coherence_thp_collapse_and_split)
+{
+	size_t huge = 2UL << 20;
+	struct uffdx_dev_stats s;
+	uint8_t *raw, *m, *buf, b;
+	int ret;
+
+	REQUIRE(F_MIRROR);
+	raw = mmap(NULL, 2 * huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, raw);
+	m = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+	buf = malloc(huge);
+	ASSERT_NE(NULL, buf);
+	/* small pages first, mirrored */
+	madvise(m, huge, MADV_NOHUGEPAGE);
+	fill_pattern(m, huge, 360);
+	mirror(_metadata, self->dev, m, huge / ps, buf, &s);
+	madvise(m, huge, MADV_HUGEPAGE);
+	ret = madvise(m, huge, MADV_COLLAPSE);
+	if (ret) {
+		TH_LOG("MADV_COLLAPSE: %s", strerror(errno));
+		free(buf);
+		munmap(raw, 2 * huge);
+		SKIP(return, "no THP collapse here (%s)", strerror(errno));
+	}
+	EXPECT_INVALIDATED(s, huge / ps, -1);
+	memset(buf, 0, huge);
+	ASSERT_EQ(0, DEV(READ, m, buf, huge / ps));
+	EXPECT_EQ(-1, check_pattern(buf, huge, 360)) TH_LOG("data after the collapse");
+	ASSERT_EQ(0, DEV(SNAPSHOT, m, &b, 1));
+	EXPECT_TRUE(b & UFFDX_DEV_PROT_PMD) TH_LOG("snapshot 0x%02x: not PMD-mapped", b);
+	/* split: protect one page of it */
+	ASSERT_EQ(0, dev_stats(self->dev, &s));
+	ASSERT_EQ(0, mprotect(m + 5 * ps, ps, PROT_READ));
+	EXPECT_INVALIDATED(s, 1, -1);
+	ASSERT_EQ(0, DEV(SNAPSHOT, m, &b, 1));
+	EXPECT_FALSE(b & UFFDX_DEV_PROT_PMD) TH_LOG("snapshot 0x%02x: still PMD-mapped", b);
+	EXPECT_EQ(-EPERM, DEV(WRITE, m + 5 * ps, buf, 1));
+	memset(buf, 0, huge);
+	ASSERT_EQ(0, DEV(READ, m, buf, huge / ps));
+	EXPECT_EQ(-1, check_pattern(buf, huge, 360)) TH_LOG("data after the split");
+	free(buf);
+	munmap(raw, 2 * huge);
+}
+
 
 TEST_F(dev, coherence_region_discard_and_copy)
 {
