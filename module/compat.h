@@ -127,6 +127,18 @@ static inline struct mem_cgroup *uffdx_set_active_memcg(struct mem_cgroup *memcg
 #define UFFDX_KERNEL_DEVICE_EXCLUSIVE	0
 #endif
 
+/*
+ * Region pages are charged to the creator's memory cgroup with
+ * __GFP_ACCOUNT, except where that types the page PageKmemcg (before
+ * 5.11), which no page mapped into user space may be: there only the
+ * module's own budgets bound them.
+ */
+#ifdef UFFDX_HAVE_PAGE_KMEMCG
+#define UFFDX_GFP_USER_ACCOUNT	0
+#else
+#define UFFDX_GFP_USER_ACCOUNT	__GFP_ACCOUNT
+#endif
+
 /* vma_lookup() (5.14). */
 static inline struct vm_area_struct *uffdx_vma_lookup(struct mm_struct *mm,
 						      unsigned long addr)

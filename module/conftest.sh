@@ -102,6 +102,12 @@ probe_export UFFDX_HAVE_MEMREMAP_PAGES memremap_pages
 probe_export UFFDX_HAVE_MAKE_DEVICE_EXCLUSIVE_RANGE make_device_exclusive_range
 probe_export UFFDX_HAVE_MAKE_DEVICE_EXCLUSIVE make_device_exclusive
 
+# Until 5.11, a page charged with __GFP_ACCOUNT is typed PageKmemcg in its
+# _mapcount, so it must never be mapped into user space (an rmap of it
+# corrupts the count: "Bad page map").  The memcg_data rework removed it.
+probe_compile UFFDX_HAVE_PAGE_KMEMCG '
+int probe(struct page *p) { return PageKmemcg(p); }'
+
 # 5.14: vma_lookup().
 probe_compile UFFDX_HAVE_VMA_LOOKUP '
 struct vm_area_struct *probe(struct mm_struct *mm) { return vma_lookup(mm, 0); }'

@@ -67,7 +67,7 @@ struct page *uffdx_alloc_page(struct uffdx_ctx *ctx, bool zero)
  */
 struct page *uffdx_alloc_page_uncharged(struct uffdx_ctx *ctx, bool zero)
 {
-	gfp_t gfp = GFP_USER | __GFP_ACCOUNT | __GFP_RETRY_MAYFAIL;
+	gfp_t gfp = GFP_USER | UFFDX_GFP_USER_ACCOUNT | __GFP_RETRY_MAYFAIL;
 	struct mem_cgroup *old;
 	struct page *page;
 
