@@ -401,8 +401,15 @@ int acc_wait(struct accessor *a, int timeout_ms)
 
 			if (waitpid(a->child, &st, WNOHANG) == a->child) {
 				a->child = -1;
-				a->sig = WIFSIGNALED(st) ? WTERMSIG(st) : -1;
-				a->done = 1;
+				/*
+				 * It may have finished (done, sig stored) and
+				 * exited between the test above and waitpid():
+				 * then its own report stands.
+				 */
+				if (!__atomic_load_n(&a->done, __ATOMIC_SEQ_CST)) {
+					a->sig = WIFSIGNALED(st) ? WTERMSIG(st) : -1;
+					a->done = 1;
+				}
 				return 0;
 			}
 		}
