@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The simulated device's internals, shared by device.c (the device, its
- * page table, region slots) and hmm.c (process memory through the kernel's
- * HMM helpers).  docs/design.md section 7.
+ * page table and file), hold.c (the region slots it holds) and hmm.c
+ * (process memory through the kernel's HMM helpers).  docs/design.md section 7.
  */
 #ifndef UFFDX_DEVICE_H
 #define UFFDX_DEVICE_H
@@ -97,10 +97,38 @@ struct uffdx_dev_op {
 	u64 faults;
 };
 
-/* device.c, for hmm.c */
+/* device.c: the device and its mirror */
+void uffdx_device_put(struct uffdx_device *dev);
+int uffdx_dev_fault(struct uffdx_device *dev, unsigned long start,
+		    unsigned long end, bool write);
+
+/* hold.c: region slots a device holds, and the events that end them */
 bool uffdx_dev_queue_event(struct uffdx_device *dev, struct uffdx_hold *hold,
 			   u16 type, u32 flags);
 void uffdx_hold_free(struct uffdx_hold *hold);
+void uffdx_hold_end(struct uffdx_hold *hold, u16 type, u32 flags);
+struct uffdx_region *uffdx_dev_region_at(struct mm_struct *mm,
+					 unsigned long addr, pgoff_t *index,
+					 bool *writable);
+int uffdx_dev_held_access(struct uffdx_dev_op *op, bool write,
+			  int (*fn)(struct uffdx_dev_op *op,
+				    struct uffdx_region *region,
+				    pgoff_t index, struct page *page,
+				    void *arg),
+			  void *arg);
+int uffdx_dev_copy_held(struct uffdx_dev_op *op, struct uffdx_region *region,
+			pgoff_t index, struct page *page, void *arg);
+int uffdx_dev_exclusive_page(struct uffdx_dev_op *op,
+			     int (*fn)(struct uffdx_dev_op *op,
+				       struct uffdx_region *region,
+				       pgoff_t index, struct page *page,
+				       void *arg),
+			     void *arg);
+int uffdx_dev_atomic_fn(struct uffdx_dev_op *op, struct uffdx_region *region,
+			pgoff_t index, struct page *page, void *arg);
+int uffdx_dev_migrate_page(struct uffdx_dev_op *op, void *arg);
+int uffdx_dev_unmigrate_page(struct uffdx_dev_op *op);
+int uffdx_dev_check_page(struct uffdx_dev_op *op, bool release);
 
 /* hmm.c: process memory */
 int uffdx_hmm_exclusive(struct uffdx_dev_op *op, unsigned long end);
